@@ -1,0 +1,105 @@
+"""The exceptions of slimta-storage, one per error kind of the spec."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "InvalidArgument",
+    "MessageNotFound",
+    "SessionClosed",
+    "StorageError",
+    "StorageUnavailable",
+]
+
+
+class StorageError(Exception):
+    """Root of every error that slimta-storage raises.
+
+    Each subclass stands for one error kind of the spec, named by
+    :attr:`kind`, so that a caller can catch all storage errors at once.
+    """
+
+    kind: ClassVar[str] = "storage_error"
+
+
+class InvalidArgument(StorageError, ValueError):
+    """An argument has the wrong type or a value out of range.
+
+    The caller's fault: nothing was changed. :attr:`param` names the
+    parameter and :attr:`value` holds the rejected value.
+    """
+
+    kind = "invalid_argument"
+
+    def __init__(self, param: str, value: Any, rule: str) -> None:
+        shown = repr(value)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        super().__init__(f"invalid {param} {shown}: {rule}")
+        self.param = param
+        self.value = value
+        self.rule = rule
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.param, self.value, self.rule))
+
+
+class MessageNotFound(StorageError, LookupError):
+    """The message id is not stored: never claimed, or deleted since.
+
+    :attr:`message_id` holds the id. Nothing was changed.
+    """
+
+    kind = "message_not_found"
+
+    def __init__(self, message_id: str) -> None:
+        super().__init__(f"message {message_id!r} not found: it was never claimed or has been deleted")
+        self.message_id = message_id
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.message_id,))
+
+
+class SessionClosed(StorageError, RuntimeError):
+    """The session was closed; open a new one with the engine's ``connect()``."""
+
+    kind = "session_closed"
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message or "session is closed: open a new one with engine.connect()")
+
+
+class StorageUnavailable(StorageError, ConnectionError):
+    """The storage could not be reached or used.
+
+    :attr:`host`, :attr:`port` and :attr:`operation` say where and during
+    what it failed, when the engine knows. A write that raised this error
+    may or may not have been applied.
+    """
+
+    kind = "storage_unavailable"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        operation: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.host = host
+        self.port = port
+        self.operation = operation
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        fields = {"host": self.host, "port": self.port, "operation": self.operation}
+        return (_rebuild_unavailable, (self.args[0], fields))
+
+
+def _rebuild_unavailable(message: str, fields: dict[str, Any]) -> StorageUnavailable:
+    return StorageUnavailable(message, **fields)

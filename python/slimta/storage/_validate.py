@@ -1,0 +1,156 @@
+"""Argument checks shared by every engine, following the types of the spec.
+
+Each function returns the value in the form the engines store, or raises
+:class:`InvalidArgument` naming the parameter, the rule and the value.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from ._errors import InvalidArgument
+
+__all__ = [
+    "MAX_ID_LENGTH",
+    "MAX_LOCK_LENGTH",
+    "MAX_META_KEY_LENGTH",
+    "contents",
+    "lock_length_ms",
+    "message_id",
+    "meta",
+    "meta_key",
+    "meta_value",
+    "optional_timestamp",
+    "redact_url",
+    "timestamp",
+]
+
+MAX_ID_LENGTH = 255
+MAX_META_KEY_LENGTH = 255
+MAX_LOCK_LENGTH = 31_536_000  # one year, in seconds
+
+_ID_PATTERN = re.compile(rf"[\x21-\x7e]{{1,{MAX_ID_LENGTH}}}")
+
+
+def message_id(value: Any, param: str = "message_id") -> str:
+    if not isinstance(value, str):
+        raise InvalidArgument(param, value, "must be a str, such as one returned by claim_message_id()")
+    if _ID_PATTERN.fullmatch(value) is None:
+        raise InvalidArgument(
+            param,
+            value,
+            f"must be 1 to {MAX_ID_LENGTH} printable ASCII characters without spaces,"
+            " such as one returned by claim_message_id()",
+        )
+    return value
+
+
+def meta_key(value: Any, param: str = "key") -> str:
+    if not isinstance(value, str):
+        raise InvalidArgument(param, value, "a meta key must be a str")
+    if not 1 <= len(value) <= MAX_META_KEY_LENGTH:
+        raise InvalidArgument(param, value, f"a meta key must be 1 to {MAX_META_KEY_LENGTH} characters long")
+    if "\0" in value:
+        raise InvalidArgument(param, value, "a meta key must not contain NUL")
+    _require_encodable(value, param)
+    return value
+
+
+def meta_value(value: Any, param: str = "value") -> str:
+    if not isinstance(value, str):
+        raise InvalidArgument(
+            param, value, "a meta value must be a str; store numbers as decimal text with str()"
+        )
+    _require_encodable(value, param)
+    return value
+
+
+def meta(value: Any, param: str = "meta") -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise InvalidArgument(param, value, "must be a mapping of str keys to str values")
+    checked = {}
+    for key, item in value.items():
+        checked[meta_key(key, f"{param} key")] = meta_value(item, f"{param}[{key!r}]")
+    return checked
+
+
+def contents(value: Any, param: str = "contents") -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise InvalidArgument(param, value, "must be bytes; encode text first, for example with .encode('utf-8')")
+
+
+def timestamp(value: Any, param: str = "timestamp") -> float:
+    number = _number(value, param, "a timestamp in UNIX seconds")
+    if not math.isfinite(number) or number < 0:
+        raise InvalidArgument(param, value, "must be a finite number of UNIX seconds, at least 0")
+    return number
+
+
+def optional_timestamp(value: Any, param: str = "timestamp") -> float | None:
+    if value is None:
+        return None
+    return timestamp(value, param)
+
+
+def lock_length_ms(value: Any, param: str = "length") -> int:
+    """Check a lock length in seconds and return it in whole milliseconds, rounded up."""
+    number = _number(value, param, "a lock length in seconds")
+    if not math.isfinite(number) or not 0 < number <= MAX_LOCK_LENGTH:
+        raise InvalidArgument(
+            param, value, f"a lock length must be greater than 0 and at most {MAX_LOCK_LENGTH} seconds"
+        )
+
+    # Rounding to 6 places first drops float noise such as 2.007 * 1000 ==
+    # 2007.0000000000002, which would otherwise round up to 2008 ms.
+    return max(1, math.ceil(round(number * 1000, 6)))
+
+
+def _number(value: Any, param: str, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidArgument(param, value, f"must be an int or float, {what}")
+    try:
+        return float(value)
+    except OverflowError:
+        # An int beyond the range of a float, such as 10**400.
+        raise InvalidArgument(param, value, f"is too large for {what}") from None
+
+
+def _require_encodable(value: str, param: str) -> None:
+    # Lone surrogates other than those of surrogateescape cannot be stored
+    # as bytes, so they are rejected here rather than by the engine.
+    try:
+        encoded = value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError as error:
+        raise InvalidArgument(
+            param, value, f"contains {value[error.start]!r}, which is not valid text"
+        ) from None
+
+    # Escapes of bytes that form valid UTF-8, such as "\udcc3\udca9", would
+    # read back from Redis as other text ("é"), unlike from memory.
+    if not value.isascii() and encoded.decode("utf-8", "surrogateescape") != value:
+        raise InvalidArgument(
+            param,
+            value,
+            "contains surrogate escapes of bytes that form valid UTF-8, which would read back"
+            " as other text. Decode those bytes as UTF-8 first",
+        )
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with its password replaced by ``***``, for errors and logs."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "(a URL that cannot be parsed)"
+    if password is None:
+        return url
+    netloc = parts.netloc.replace(f":{password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()

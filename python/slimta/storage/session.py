@@ -1,0 +1,298 @@
+"""The session contract that every engine implements.
+
+:class:`Session` holds the public methods of the spec. Each one checks that
+the session is open, validates its arguments, and hands them to one
+private ``_do_*`` method that an engine implements with one atomic step.
+The first line of each method's docstring is the method's summary in the
+spec, and a test keeps them equal.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+
+from . import _validate as validate
+from ._errors import SessionClosed
+
+__all__ = ["MessageInfo", "Session"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MessageInfo:
+    """Facts about one stored message, for listings such as the command line's.
+
+    Not part of the spec: other bindings need not offer it.
+    """
+
+    message_id: str
+    size: int | None
+    """Length of the contents in bytes, or None when none were written."""
+    retry: float | None
+    """Retry time in UNIX seconds, or None when the message has none."""
+    lock_remaining: float | None
+    """Seconds until the lock expires, or None when the message is not locked."""
+
+
+class Session(abc.ABC):
+    """An open session on a storage engine.
+
+    Get one from an engine's ``connect()``. A session is also a context
+    manager that closes itself on exit. It is meant for one thread at a
+    time; open one session per thread.
+    """
+
+    def __init__(self) -> None:
+        self._closed = False
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has been called."""
+        return self._closed
+
+    def close(self) -> None:
+        """Close the session.
+
+        Releases what the session holds, such as its connection. After
+        ``close``, every other method raises :class:`SessionClosed`.
+        Calling ``close`` again does nothing.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._do_close()
+
+    def get_active_messages(self) -> list[str]:
+        """List the messages that are locked now.
+
+        Returns the stored message ids that have an unexpired lock, in no
+        particular order.
+        """
+        self._check_open()
+        return self._do_get_active_messages()
+
+    def get_deferred_messages(self, timestamp: float | None = None) -> list[str]:
+        """List the messages whose retry time has come.
+
+        Returns the ids whose retry time is at or before ``timestamp``, or
+        every id with a retry time when ``timestamp`` is None, ordered by
+        retry time, then by id.
+        """
+        self._check_open()
+        until = validate.optional_timestamp(timestamp)
+        return self._do_get_deferred_messages(until)
+
+    def get_all_messages(self) -> list[str]:
+        """List every stored message.
+
+        Returns every stored id once, in no particular order, including
+        ids that have no meta or contents yet.
+        """
+        self._check_open()
+        return self._do_get_all_messages()
+
+    def claim_message_id(self) -> str:
+        """Create a new message id and register it.
+
+        Returns a random UUID in lowercase hyphenated form, which
+        :meth:`get_all_messages` lists at once.
+        """
+        self._check_open()
+        message_id = self._do_claim_message_id()
+        log.debug("claimed message id %s", message_id)
+        return message_id
+
+    def set_message_meta(self, message_id: str, meta: Mapping[str, str]) -> None:
+        """Replace the whole meta of a message.
+
+        Keys not in ``meta`` are removed, in one atomic step.
+
+        :raises MessageNotFound: the id is not stored.
+        """
+        self._check_open()
+        checked_id = validate.message_id(message_id)
+        checked_meta = validate.meta(meta)
+        self._do_set_message_meta(checked_id, checked_meta)
+
+    def set_message_meta_key(self, message_id: str, key: str, value: str | None) -> None:
+        """Set or remove one meta key of a message.
+
+        A ``value`` of None removes the key. Other keys are unchanged.
+
+        :raises MessageNotFound: the id is not stored.
+        """
+        self._check_open()
+        checked_id = validate.message_id(message_id)
+        checked_key = validate.meta_key(key)
+        checked_value = None if value is None else validate.meta_value(value)
+        self._do_set_message_meta_key(checked_id, checked_key, checked_value)
+
+    def set_message_contents(self, message_id: str, contents: bytes) -> None:
+        """Store the contents of a message.
+
+        Replaces earlier contents. ``contents`` is any bytes-like object.
+
+        :raises MessageNotFound: the id is not stored.
+        """
+        self._check_open()
+        checked_id = validate.message_id(message_id)
+        checked_contents = validate.contents(contents)
+        self._do_set_message_contents(checked_id, checked_contents)
+
+    def get_message_meta(self, message_id: str) -> dict[str, str]:
+        """Read the whole meta of a message.
+
+        Returns an empty dict when no meta was written.
+
+        :raises MessageNotFound: the id is not stored.
+        """
+        self._check_open()
+        checked_id = validate.message_id(message_id)
+        return self._do_get_message_meta(checked_id)
+
+    def get_message_meta_key(self, message_id: str, key: str) -> str | None:
+        """Read one meta key of a message.
+
+        Returns None when the key is not set.
+
+        :raises MessageNotFound: the id is not stored.
+        """
+        self._check_open()
+        checked_id = validate.message_id(message_id)
+        checked_key = validate.meta_key(key)
+        return self._do_get_message_meta_key(checked_id, checked_key)
+
+    def get_message_contents(self, message_id: str) -> bytes | None:
+        """Read the contents of a message.
+
+        Returns the bytes as written, or None when no contents were written.
+
+        :raises MessageNotFound: the id is not stored.
+        """
+        self._check_open()
+        checked_id = validate.message_id(message_id)
+        return self._do_get_message_contents(checked_id)
+
+    def set_message_retry(self, message_id: str, timestamp: float) -> None:
+        """Set when a message is next tried.
+
+        Replaces an earlier retry time. ``timestamp`` is in UNIX seconds.
+
+        :raises MessageNotFound: the id is not stored.
+        """
+        self._check_open()
+        checked_id = validate.message_id(message_id)
+        checked_timestamp = validate.timestamp(timestamp)
+        self._do_set_message_retry(checked_id, checked_timestamp)
+
+    def lock_message(self, message_id: str, length: float) -> bool:
+        """Take the lock of a message for a while.
+
+        Returns True when this call took the lock for ``length`` seconds,
+        and False while an unexpired lock exists.
+
+        :raises MessageNotFound: the id is not stored.
+        """
+        self._check_open()
+        checked_id = validate.message_id(message_id)
+        length_ms = validate.lock_length_ms(length)
+        return self._do_lock_message(checked_id, length_ms)
+
+    def unlock_message(self, message_id: str) -> None:
+        """Release the lock of a message.
+
+        Does nothing when the message has no lock or is not stored.
+        """
+        self._check_open()
+        checked_id = validate.message_id(message_id)
+        self._do_unlock_message(checked_id)
+
+    def delete_message(self, message_id: str) -> None:
+        """Remove a message and everything stored for it.
+
+        Removes the id, its meta, contents, retry time and lock in one
+        atomic step. Does nothing for an id that is not stored.
+        """
+        self._check_open()
+        checked_id = validate.message_id(message_id)
+        self._do_delete_message(checked_id)
+        log.debug("deleted message %s", checked_id)
+
+    def describe_message(self, message_id: str) -> MessageInfo:
+        """Return the size, retry time and lock of a message.
+
+        A Python extension for listings, not part of the spec.
+
+        :raises MessageNotFound: the id is not stored.
+        """
+        self._check_open()
+        checked_id = validate.message_id(message_id)
+        return self._do_describe_message(checked_id)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SessionClosed()
+
+    @abc.abstractmethod
+    def _do_close(self) -> None: ...
+
+    @abc.abstractmethod
+    def _do_get_active_messages(self) -> list[str]: ...
+
+    @abc.abstractmethod
+    def _do_get_deferred_messages(self, until: float | None) -> list[str]: ...
+
+    @abc.abstractmethod
+    def _do_get_all_messages(self) -> list[str]: ...
+
+    @abc.abstractmethod
+    def _do_claim_message_id(self) -> str: ...
+
+    @abc.abstractmethod
+    def _do_set_message_meta(self, message_id: str, meta: dict[str, str]) -> None: ...
+
+    @abc.abstractmethod
+    def _do_set_message_meta_key(self, message_id: str, key: str, value: str | None) -> None: ...
+
+    @abc.abstractmethod
+    def _do_set_message_contents(self, message_id: str, contents: bytes) -> None: ...
+
+    @abc.abstractmethod
+    def _do_get_message_meta(self, message_id: str) -> dict[str, str]: ...
+
+    @abc.abstractmethod
+    def _do_get_message_meta_key(self, message_id: str, key: str) -> str | None: ...
+
+    @abc.abstractmethod
+    def _do_get_message_contents(self, message_id: str) -> bytes | None: ...
+
+    @abc.abstractmethod
+    def _do_set_message_retry(self, message_id: str, timestamp: float) -> None: ...
+
+    @abc.abstractmethod
+    def _do_lock_message(self, message_id: str, length_ms: int) -> bool: ...
+
+    @abc.abstractmethod
+    def _do_unlock_message(self, message_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def _do_delete_message(self, message_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def _do_describe_message(self, message_id: str) -> MessageInfo: ...
