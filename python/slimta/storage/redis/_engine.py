@@ -1,0 +1,269 @@
+"""The Redis engine: settings, the connection pool and the offset check."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import redis
+import redis.exceptions as redis_errors
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from .._errors import InvalidArgument
+from .._validate import redact_url
+from ._link import Link
+from ._scripts import SCRIPTS
+from ._session import RedisSession
+
+__all__ = ["RedisEngine", "from_url", "new"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SOCKET_TIMEOUT = 10.0
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_MAX_CONNECTIONS = 100
+_DATABASES = 4
+
+
+class RedisEngine:
+    """An engine that keeps its queue in four databases of a Redis server.
+
+    Create it with :func:`new` or :func:`from_url`. It owns a connection
+    pool: each session borrows one connection and gives it back on close.
+    """
+
+    def __init__(self, host: str, port: int, offset: int, options: dict[str, Any]) -> None:
+        self.host = host
+        self.port = port
+        self.offset = offset
+        self._username = options.get("username")
+        self._tls = bool(options.get("ssl"))
+        self._offset_checked = False
+        self._check_mutex = threading.Lock()
+
+        # No retries inside redis-py: a write whose reply was lost must not
+        # be sent again blindly, so every fault reaches the session. RESP2
+        # keeps the replies of the scripts the same in every redis-py
+        # version: a Lua false is a nil reply, not a RESP3 boolean.
+        self._pool = redis.ConnectionPool(
+            host=host,
+            port=port,
+            db=offset,
+            protocol=2,
+            retry=Retry(NoBackoff(), 0),
+            connection_class=redis.SSLConnection if self._tls else redis.Connection,
+            **{key: value for key, value in options.items() if key != "ssl"},
+        )
+
+    def __repr__(self) -> str:
+        scheme = "rediss" if self._tls else "redis"
+        user = f"{self._username}@" if self._username else ""
+        return f"<RedisEngine {scheme}://{user}{self.host}:{self.port}/{self.offset}>"
+
+    def connect(self) -> RedisSession:
+        """Open a session on the engine, borrowing a pooled connection.
+
+        :raises InvalidArgument: the server lacks the offset's databases.
+        :raises StorageUnavailable: the server cannot be reached.
+        """
+        link = self._open_link()
+        if not self._offset_checked:
+            self._check_offset(link)
+        return RedisSession(link, self.offset)
+
+    def close(self) -> None:
+        """Close every idle connection of the pool; open sessions keep theirs."""
+        self._pool.disconnect(inuse_connections=False)
+
+    def _open_link(self) -> Link:
+        try:
+            return Link(self._pool, self.host, self.port)
+        except Exception as error:
+            if _is_db_range_error(error.__cause__):
+                raise self._offset_error(None) from None
+            raise
+
+    def _check_offset(self, link: Link) -> None:
+        """Check the offset's databases and load every script, in one round trip."""
+        with self._check_mutex:
+            commands: list[tuple[Any, ...]] = [
+                ("SCRIPT", "LOAD", script.source) for script in SCRIPTS.values()
+            ]
+            commands.append(("EVALSHA", SCRIPTS["check_offset"].sha, 0, self.offset))
+            try:
+                self._raise_first_failure(link, link.pipeline("connect", commands))
+            except Exception:
+                link.release()
+                raise
+            self._offset_checked = True
+
+    def _raise_first_failure(self, link: Link, replies: list[Any]) -> None:
+        for reply in replies:
+            if _is_db_range_error(reply):
+                raise self._offset_error(self._count_databases(link))
+            if isinstance(reply, Exception):
+                raise link.unavailable("connect", reply)
+
+    def _count_databases(self, link: Link) -> int | None:
+        try:
+            reply = link.command("connect", "CONFIG", "GET", "databases")
+            return int(reply[1])
+        except Exception:
+            log.debug("could not read the number of databases", exc_info=True)
+            return None
+
+    def _offset_error(self, databases: int | None) -> InvalidArgument:
+        last = self.offset + _DATABASES - 1
+        server = f"{self.host}:{self.port}"
+        rule = f"the queue needs databases {self.offset} to {last}, which the server at {server} lacks"
+        if databases is not None:
+            rule += f"; it has {databases}, so use an offset of at most {databases - _DATABASES}"
+        return InvalidArgument("offset", self.offset, rule)
+
+
+def _is_db_range_error(error: BaseException | None) -> bool:
+    return isinstance(error, redis_errors.ResponseError) and "DB index is out of range" in str(error)
+
+
+def new(
+    host: str = "localhost",
+    port: int = 6379,
+    offset: int = 0,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    ssl: bool = False,
+    ssl_ca_certs: str | None = None,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
+    ssl_check_hostname: bool = True,
+    socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+    socket_connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    client_name: str | None = None,
+) -> RedisEngine:
+    """Create a Redis engine; no connection is made until :meth:`RedisEngine.connect`.
+
+    ``offset`` is the first of the four databases the queue uses. The
+    ``ssl*`` options turn on TLS and mean what they mean in redis-py.
+    Timeouts are in seconds and must be finite.
+    """
+    _check_text("host", host)
+    _check_int("port", port, 1, 65535)
+    _check_int("offset", offset, 0, None)
+    _check_int("max_connections", max_connections, 1, None)
+    _check_timeout("socket_timeout", socket_timeout)
+    _check_timeout("socket_connect_timeout", socket_connect_timeout)
+
+    options: dict[str, Any] = {
+        "username": username,
+        "password": password,
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": socket_connect_timeout,
+        "max_connections": max_connections,
+        "client_name": client_name,
+    }
+    if ssl:
+        options.update(
+            ssl=True,
+            ssl_ca_certs=ssl_ca_certs,
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
+            ssl_check_hostname=ssl_check_hostname,
+        )
+    return RedisEngine(host, port, offset, options)
+
+
+_URL_OPTIONS = {
+    "socket_timeout": float,
+    "socket_connect_timeout": float,
+    "max_connections": int,
+    "client_name": str,
+    "ssl_ca_certs": str,
+    "ssl_certfile": str,
+    "ssl_keyfile": str,
+}
+
+
+def from_url(url: str, **options: Any) -> RedisEngine:
+    """Create a Redis engine from ``redis://[[user]:password@]host[:port][/offset]``.
+
+    ``rediss://`` turns on TLS. Query parameters set the options of
+    :func:`new` that take numbers or paths, such as
+    ``?socket_timeout=2.5``; keyword arguments override the URL.
+    """
+    _check_text("url", url)
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss"):
+        raise InvalidArgument("url", redact_url(url), "must start with redis:// or rediss://")
+
+    settings: dict[str, Any] = {"ssl": parts.scheme == "rediss"}
+    if parts.username:
+        settings["username"] = unquote(parts.username)
+    if parts.password:
+        settings["password"] = unquote(parts.password)
+    settings.update(_query_options(url, parts.query))
+    settings.update(options)
+    host = parts.hostname or "localhost"
+    return new(host, _url_port(url, parts), _url_offset(url, parts.path), **settings)
+
+
+def _url_port(url: str, parts: Any) -> int:
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port is None:
+        return 6379
+    if port == 0:
+        # Port 0 must not fall back to the default port 6379.
+        raise InvalidArgument("url", redact_url(url), "the port must be a number from 1 to 65535")
+    return int(port)
+
+
+def _url_offset(url: str, path: str) -> int:
+    text = path.strip("/")
+    if not text:
+        return 0
+    if not text.isdigit():
+        raise InvalidArgument(
+            "url", redact_url(url), "the path must be the database offset, such as /0 or /4"
+        )
+    return int(text)
+
+
+def _query_options(url: str, query: str) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for name, values in parse_qs(query, keep_blank_values=True).items():
+        convert = _URL_OPTIONS.get(name)
+        if convert is None:
+            known = ", ".join(sorted(_URL_OPTIONS))
+            raise InvalidArgument("url", redact_url(url), f"unknown option {name!r}; known options: {known}")
+        try:
+            options[name] = convert(values[-1])
+        except ValueError:
+            raise InvalidArgument(
+                "url", redact_url(url), f"option {name} must be a {convert.__name__}"
+            ) from None
+    return options
+
+
+def _check_text(param: str, value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise InvalidArgument(param, value, "must be a non-empty str")
+
+
+def _check_int(param: str, value: Any, low: int, high: int | None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgument(param, value, "must be an int")
+    if value < low or (high is not None and value > high):
+        limit = f"from {low} to {high}" if high is not None else f"at least {low}"
+        raise InvalidArgument(param, value, f"must be {limit}")
+
+
+def _check_timeout(param: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise InvalidArgument(param, value, "must be a finite number of seconds greater than 0")

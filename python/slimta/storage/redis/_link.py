@@ -1,0 +1,97 @@
+"""One session's connection to Redis, with redis-py errors translated.
+
+Every call sends one command and reads its reply: one round trip. Errors
+of redis-py never leave this module. A connection or protocol fault
+becomes :class:`StorageUnavailable` naming the server and the operation,
+and the connection is dropped so the next call reconnects.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+import redis.exceptions as redis_errors
+
+from .._errors import StorageUnavailable
+from ._scripts import SCRIPTS
+
+__all__ = ["Link"]
+
+log = logging.getLogger(__name__)
+
+
+class Link:
+    """A connection borrowed from the engine's pool for one session."""
+
+    def __init__(self, pool: redis.ConnectionPool, host: str, port: int) -> None:
+        self._pool = pool
+        self._host = host
+        self._port = port
+        try:
+            # Typed as Any because redis-py leaves the Connection methods untyped.
+            self._connection: Any = pool.get_connection()
+        except redis_errors.RedisError as error:
+            raise self.unavailable("connect", error) from error
+
+    def release(self) -> None:
+        """Give the connection back to the pool."""
+        self._pool.release(self._connection)
+
+    def command(self, operation: str, *args: Any) -> Any:
+        """Send one command and return its reply."""
+        connection = self._connection
+        try:
+            connection.send_command(*args)
+            return connection.read_response()
+        except redis_errors.NoScriptError:
+            raise
+        except redis_errors.RedisError as error:
+            raise self.unavailable(operation, error) from error
+        except OSError as error:
+            connection.disconnect()
+            raise self.unavailable(operation, error) from error
+
+    def pipeline(self, operation: str, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Send several commands at once and return their replies in order.
+
+        An error reply of one command is returned in its place as a
+        redis-py ``ResponseError``, so the caller decides what it means.
+        """
+        connection = self._connection
+        try:
+            connection.send_packed_command(connection.pack_commands(commands))
+            return [self._read_reply(connection) for _ in commands]
+        except redis_errors.RedisError as error:
+            raise self.unavailable(operation, error) from error
+        except OSError as error:
+            connection.disconnect()
+            raise self.unavailable(operation, error) from error
+
+    @staticmethod
+    def _read_reply(connection: Any) -> Any:
+        try:
+            return connection.read_response()
+        except redis_errors.ResponseError as error:
+            return error
+
+    def script(self, operation: str, name: str, keys: list[Any], args: list[Any]) -> Any:
+        """Run a Lua script by its SHA1, sending its source once after NOSCRIPT."""
+        script = SCRIPTS[name]
+        try:
+            return self.command(operation, "EVALSHA", script.sha, len(keys), *keys, *args)
+        except redis_errors.NoScriptError:
+            # The server restarted or its script cache was flushed since the
+            # engine loaded every script at its first connect.
+            log.info("Redis at %s:%d lost script %s, sending it again", self._host, self._port, name)
+            return self.command(operation, "EVAL", script.source, len(keys), *keys, *args)
+
+    def unavailable(self, operation: str, error: BaseException) -> StorageUnavailable:
+        """Build the error for a failed operation, naming the server and the cause."""
+        where = f"Redis at {self._host}:{self._port}"
+        if isinstance(error, redis_errors.ResponseError):
+            message = f"{where} returned an error during {operation}: {error}"
+        else:
+            message = f"{where} is unavailable during {operation}: {error}"
+        return StorageUnavailable(message, host=self._host, port=self._port, operation=operation)

@@ -1,0 +1,19 @@
+#!lua
+-- delete(KEYS: message_ids, retry_queue, message_id; ARGV: offset)
+-- Remove a message from all four databases in one atomic step.
+--
+-- KEYS[1]  message_ids: SET of stored ids, in db offset+0
+-- KEYS[2]  retry_queue: ZSET of ids scored by retry time, in db offset+0
+-- KEYS[3]  the message id: its meta, contents and lock in dbs offset+1 to +3
+-- ARGV[1]  offset, the first of the four databases
+--
+-- Returns 1 when the id was stored, 0 when it was not. Keys left by other
+-- writers for an id that is not stored are removed all the same.
+local offset = tonumber(ARGV[1])
+local stored = redis.call('SREM', KEYS[1], KEYS[3])
+redis.call('ZREM', KEYS[2], KEYS[3])
+for db = offset + 1, offset + 3 do
+  redis.call('SELECT', db)
+  redis.call('DEL', KEYS[3])
+end
+return stored
