@@ -1,0 +1,448 @@
+"""The Redis engine stores exactly the layout of the spec and survives server faults.
+
+The checks read the test server's databases with plain redis-py clients,
+so they see the bytes that other writers and readers of the layout see.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+from conftest import OFFSET
+
+from slimta.storage import Session, StorageUnavailable
+from slimta.storage import redis as redis_engine
+from slimta.storage.redis import RedisEngine
+from slimta.storage.testing import RedisServer
+
+LOCK_LENGTH = 30.0
+DATABASES = 16
+
+Dump = dict[bytes, tuple[bytes, Any]]
+
+
+@pytest.fixture
+def raw(clean_redis: RedisServer) -> Iterator[Callable[[int], redis.Redis]]:
+    """Return a function that gives a raw client on one database of the test server."""
+    clients: dict[int, redis.Redis] = {}
+
+    def client(db: int) -> redis.Redis:
+        if db not in clients:
+            clients[db] = clean_redis.client(db)
+        return clients[db]
+
+    yield client
+    for opened in clients.values():
+        opened.close()
+
+
+@pytest.fixture
+def engine(clean_redis: RedisServer) -> Iterator[RedisEngine]:
+    opened = redis_engine.from_url(clean_redis.url(OFFSET))
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def session(engine: RedisEngine) -> Iterator[Session]:
+    with engine.connect() as opened:
+        yield opened
+
+
+def dump(client: redis.Redis) -> Dump:
+    """Return every key of one database with its type and value."""
+    found: Dump = {}
+    for key in client.scan_iter(count=1000):
+        kind = client.type(key)
+        if kind == b"string":
+            value: Any = client.get(key)
+        elif kind == b"hash":
+            value = client.hgetall(key)
+        elif kind == b"set":
+            value = client.smembers(key)
+        elif kind == b"zset":
+            value = client.zrange(key, 0, -1, withscores=True)
+        else:
+            value = None
+        found[key] = (kind, value)
+    return found
+
+
+def dump_all(raw: Callable[[int], redis.Redis]) -> dict[int, Dump]:
+    return {db: dump(raw(db)) for db in range(DATABASES)}
+
+
+# The layout after a scripted sequence
+
+
+@pytest.fixture
+def scripted(session: Session) -> dict[str, str]:
+    """Claim three messages, fill them, lock one, delete one and return the ids."""
+    unlocked = session.claim_message_id()
+    locked = session.claim_message_id()
+    deleted = session.claim_message_id()
+
+    session.set_message_meta(
+        unlocked, {"sender": "a@example.com", "recipients": "\0b@example.net", "ümlaut": "wért"}
+    )
+    session.set_message_meta(locked, {"attempts": "1"})
+    session.set_message_meta_key(locked, "dest_port", "25")
+    session.set_message_meta(deleted, {"sender": "gone@example.com"})
+    session.set_message_contents(unlocked, b"Subject: kept\r\n\r\n\x00\xff\r\n")
+    session.set_message_contents(locked, b"Subject: locked\n\nbody\n")
+    session.set_message_contents(deleted, b"gone")
+    session.set_message_retry(unlocked, 1700000000.25)
+    session.set_message_retry(locked, 1700000100)
+    session.set_message_retry(deleted, 1700000050.5)
+    session.lock_message(locked, LOCK_LENGTH)
+    session.lock_message(deleted, LOCK_LENGTH)
+    session.delete_message(deleted)
+    return {"unlocked": unlocked, "locked": locked, "deleted": deleted}
+
+
+def test_layout_ids_database(raw: Callable[[int], redis.Redis], scripted: dict[str, str]) -> None:
+    unlocked = scripted["unlocked"].encode()
+    locked = scripted["locked"].encode()
+
+    assert dump(raw(OFFSET)) == {
+        b"message_ids": (b"set", {unlocked, locked}),
+        b"retry_queue": (b"zset", [(unlocked, 1700000000.25), (locked, 1700000100.0)]),
+    }
+
+
+def test_layout_meta_database(raw: Callable[[int], redis.Redis], scripted: dict[str, str]) -> None:
+    unlocked = scripted["unlocked"].encode()
+    locked = scripted["locked"].encode()
+
+    assert dump(raw(OFFSET + 1)) == {
+        unlocked: (
+            b"hash",
+            {
+                b"sender": b"a@example.com",
+                b"recipients": b"\x00b@example.net",
+                "ümlaut".encode(): "wért".encode(),
+            },
+        ),
+        locked: (b"hash", {b"attempts": b"1", b"dest_port": b"25"}),
+    }
+
+
+def test_layout_contents_database(raw: Callable[[int], redis.Redis], scripted: dict[str, str]) -> None:
+    unlocked = scripted["unlocked"].encode()
+    locked = scripted["locked"].encode()
+
+    assert dump(raw(OFFSET + 2)) == {
+        unlocked: (b"string", b"Subject: kept\r\n\r\n\x00\xff\r\n"),
+        locked: (b"string", b"Subject: locked\n\nbody\n"),
+    }
+
+
+def test_layout_locks_database(raw: Callable[[int], redis.Redis], scripted: dict[str, str]) -> None:
+    locked = scripted["locked"].encode()
+
+    assert dump(raw(OFFSET + 3)) == {locked: (b"string", b"locked")}
+
+
+def test_layout_lock_expiry(raw: Callable[[int], redis.Redis], scripted: dict[str, str]) -> None:
+    pttl = raw(OFFSET + 3).pttl(scripted["locked"])
+
+    assert 0 < pttl <= LOCK_LENGTH * 1000
+
+
+def test_layout_other_databases_empty(raw: Callable[[int], redis.Redis], scripted: dict[str, str]) -> None:
+    layout = range(OFFSET, OFFSET + 4)
+
+    for db in range(DATABASES):
+        if db not in layout:
+            assert raw(db).dbsize() == 0, f"db {db}"
+
+
+def test_layout_server_has_16_databases(raw: Callable[[int], redis.Redis]) -> None:
+    # The check of the other databases above needs to know them all.
+    assert raw(0).config_get("databases") == {"databases": str(DATABASES)}
+
+
+def test_layout_empty_after_deletes(
+    raw: Callable[[int], redis.Redis], session: Session, scripted: dict[str, str]
+) -> None:
+    for message_id in session.get_all_messages():
+        session.delete_message(message_id)
+
+    for db in range(DATABASES):
+        assert raw(db).dbsize() == 0, f"db {db}"
+
+
+def test_layout_claim_only_adds_id(raw: Callable[[int], redis.Redis], session: Session) -> None:
+    message_id = session.claim_message_id()
+
+    assert dump_all(raw)[OFFSET] == {b"message_ids": (b"set", {message_id.encode()})}
+    assert sum(raw(db).dbsize() for db in range(DATABASES)) == 1
+
+
+def test_layout_empty_meta_no_hash(raw: Callable[[int], redis.Redis], session: Session) -> None:
+    message_id = session.claim_message_id()
+    session.set_message_meta(message_id, {"a": "1"})
+
+    session.set_message_meta(message_id, {})
+
+    assert raw(OFFSET + 1).exists(message_id) == 0
+
+
+def test_layout_retry_score_exact(raw: Callable[[int], redis.Redis], session: Session) -> None:
+    message_id = session.claim_message_id()
+
+    session.set_message_retry(message_id, 1700000000.123456)
+
+    assert raw(OFFSET).zscore("retry_queue", message_id) == 1700000000.123456
+
+
+def test_layout_lock_milliseconds(raw: Callable[[int], redis.Redis], session: Session) -> None:
+    # 2.007 s is 2007 ms, although 2.007 * 1000 is slightly above 2007 as a float.
+    message_id = session.claim_message_id()
+
+    session.lock_message(message_id, 2.007)
+
+    assert 1900 < raw(OFFSET + 3).pttl(message_id) <= 2007
+
+
+def test_unknown_id_writes_nothing(raw: Callable[[int], redis.Redis], session: Session) -> None:
+    session.claim_message_id()
+    before = dump_all(raw)
+    unknown = "never-claimed-id"
+
+    for call in (
+        lambda: session.set_message_meta(unknown, {"a": "1"}),
+        lambda: session.set_message_meta_key(unknown, "a", "1"),
+        lambda: session.set_message_contents(unknown, b"x"),
+        lambda: session.set_message_retry(unknown, 1.0),
+        lambda: session.lock_message(unknown, LOCK_LENGTH),
+    ):
+        with pytest.raises(LookupError):
+            call()
+
+    assert dump_all(raw) == before
+
+
+# Meta that another writer stored as bytes that are not UTF-8
+
+
+def test_raw_meta_reads_as_text(raw: Callable[[int], redis.Redis], session: Session) -> None:
+    message_id = session.claim_message_id()
+    raw_meta = {b"x-raw": b"\xff\xfe", b"\xfe-key": b"ok", b"latin": b"caf\xe9"}
+    raw(OFFSET + 1).hset(message_id, mapping=raw_meta)  # type: ignore[arg-type]
+
+    meta = session.get_message_meta(message_id)
+
+    assert meta == {"x-raw": "\udcff\udcfe", "\udcfe-key": "ok", "latin": "caf\udce9"}
+
+
+def test_raw_meta_key_reads_as_text(raw: Callable[[int], redis.Redis], session: Session) -> None:
+    message_id = session.claim_message_id()
+    raw(OFFSET + 1).hset(message_id, b"\xfe-key", b"\xff\xfe")
+
+    assert session.get_message_meta_key(message_id, "\udcfe-key") == "\udcff\udcfe"
+
+
+def test_raw_meta_written_back_identical(raw: Callable[[int], redis.Redis], session: Session) -> None:
+    message_id = session.claim_message_id()
+    original = {b"x-raw": b"\xff\xfe", b"\xfe-key": b"ok", b"latin": b"caf\xe9", b"utf8": "é".encode()}
+    raw(OFFSET + 1).hset(message_id, mapping=original)  # type: ignore[arg-type]
+
+    session.set_message_meta(message_id, session.get_message_meta(message_id))
+
+    assert raw(OFFSET + 1).hgetall(message_id) == original
+
+
+def test_raw_meta_key_written_back_identical(raw: Callable[[int], redis.Redis], session: Session) -> None:
+    message_id = session.claim_message_id()
+    raw(OFFSET + 1).hset(message_id, b"x-raw", b"\xff\xfe")
+    value = session.get_message_meta_key(message_id, "x-raw")
+    raw(OFFSET + 1).delete(message_id)
+
+    session.set_message_meta_key(message_id, "x-raw", value)
+
+    assert raw(OFFSET + 1).hgetall(message_id) == {b"x-raw": b"\xff\xfe"}
+
+
+# Server faults
+
+
+def free_port() -> int:
+    """Return a loopback port that nothing listened on a moment ago."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def test_unreachable_connect_unavailable() -> None:
+    port = free_port()
+    engine = redis_engine.new("127.0.0.1", port, OFFSET, socket_connect_timeout=2)
+
+    with pytest.raises(StorageUnavailable) as caught:
+        engine.connect()
+
+    assert "127.0.0.1" in str(caught.value)
+    assert str(port) in str(caught.value)
+    assert caught.value.host == "127.0.0.1"
+    assert caught.value.port == port
+    assert caught.value.operation == "connect"
+
+
+@pytest.fixture
+def own_server() -> Iterator[RedisServer]:
+    """Return a server of this test alone, which it may kill and restart."""
+    with RedisServer() as server:
+        yield server
+
+
+def test_session_recovers_after_restart(own_server: RedisServer) -> None:
+    engine = redis_engine.from_url(own_server.url(OFFSET), socket_timeout=2, socket_connect_timeout=2)
+    session = engine.connect()
+    session.claim_message_id()
+
+    own_server.kill()
+    with pytest.raises(StorageUnavailable) as while_down:
+        session.get_all_messages()
+    own_server.restart()
+    message_id = session.claim_message_id()
+    session.set_message_meta(message_id, {"a": "1"})
+
+    assert while_down.value.host == "127.0.0.1"
+    assert while_down.value.port == own_server.port
+    assert str(own_server.port) in str(while_down.value)
+    assert while_down.value.operation == "get_all_messages"
+    # The server persists nothing, so only the new message is stored.
+    assert session.get_all_messages() == [message_id]
+    assert session.get_message_meta(message_id) == {"a": "1"}
+    session.close()
+    engine.close()
+
+
+# Every method, with valid arguments, for calls while the server is down.
+CALLS_WHILE_DOWN: list[tuple[str, tuple[Any, ...]]] = [
+    ("get_active_messages", ()),
+    ("get_deferred_messages", ()),
+    ("get_all_messages", ()),
+    ("claim_message_id", ()),
+    ("set_message_meta", ("some-id", {"a": "1"})),
+    ("set_message_meta_key", ("some-id", "a", "1")),
+    ("set_message_contents", ("some-id", b"x")),
+    ("get_message_meta", ("some-id",)),
+    ("get_message_meta_key", ("some-id", "a")),
+    ("get_message_contents", ("some-id",)),
+    ("set_message_retry", ("some-id", 1.0)),
+    ("lock_message", ("some-id", 1.0)),
+    ("unlock_message", ("some-id",)),
+    ("delete_message", ("some-id",)),
+    ("describe_message", ("some-id",)),
+]
+
+
+def test_server_down_every_method(own_server: RedisServer) -> None:
+    engine = redis_engine.from_url(own_server.url(OFFSET), socket_timeout=2, socket_connect_timeout=2)
+    session = engine.connect()
+    own_server.kill()
+
+    for method, args in CALLS_WHILE_DOWN:
+        with pytest.raises(StorageUnavailable) as caught:
+            getattr(session, method)(*args)
+        assert caught.value.operation == method
+
+    with pytest.raises(StorageUnavailable):
+        engine.connect()
+    own_server.restart()
+    assert session.get_all_messages() == []
+    with engine.connect() as reopened:
+        assert reopened.get_active_messages() == []
+    session.close()
+    engine.close()
+
+
+def test_script_flush_between_calls(raw: Callable[[int], redis.Redis], session: Session) -> None:
+    message_id = session.claim_message_id()
+    raw(0).script_flush()
+
+    # The first call of each script after the flush finds it missing.
+    session.set_message_meta(message_id, {"a": "1"})
+    session.set_message_meta_key(message_id, "b", "2")
+    session.set_message_contents(message_id, b"body")
+    session.set_message_retry(message_id, 5.0)
+    locked = session.lock_message(message_id, LOCK_LENGTH)
+
+    assert locked is True
+    assert session.get_message_meta(message_id) == {"a": "1", "b": "2"}
+    assert session.get_message_meta_key(message_id, "b") == "2"
+    assert session.get_message_contents(message_id) == b"body"
+    assert session.get_active_messages() == [message_id]
+    assert session.describe_message(message_id).size == 4
+    session.unlock_message(message_id)
+    session.delete_message(message_id)
+    assert session.get_all_messages() == []
+
+
+def test_script_flush_twice(raw: Callable[[int], redis.Redis], session: Session) -> None:
+    message_id = session.claim_message_id()
+
+    raw(0).script_flush()
+    session.set_message_meta(message_id, {"a": "1"})
+    raw(0).script_flush()
+    session.set_message_meta(message_id, {"a": "2"})
+
+    assert session.get_message_meta(message_id) == {"a": "2"}
+
+
+def test_wrong_type_unavailable(raw: Callable[[int], redis.Redis], session: Session) -> None:
+    # Another program put a string where the layout has the id set.
+    raw(OFFSET).set("message_ids", "not a set")
+
+    with pytest.raises(StorageUnavailable) as caught:
+        session.get_all_messages()
+
+    assert caught.value.operation == "get_all_messages"
+    assert "WRONGTYPE" in str(caught.value)
+
+
+def test_script_error_unavailable(raw: Callable[[int], redis.Redis], session: Session) -> None:
+    message_id = session.claim_message_id()
+    raw(OFFSET + 1).set(message_id, "not a hash")
+
+    with pytest.raises(StorageUnavailable) as caught:
+        session.get_message_meta(message_id)
+
+    assert caught.value.operation == "get_message_meta"
+    assert session.get_all_messages() == [message_id]
+
+
+def test_timeout_then_in_sync(own_server: RedisServer) -> None:
+    # A reply that arrives after the timeout must not be read as the reply
+    # of the next call.
+    engine = redis_engine.from_url(own_server.url(OFFSET), socket_timeout=0.3, socket_connect_timeout=2)
+    session = engine.connect()
+    first = session.claim_message_id()
+    second = session.claim_message_id()
+    session.set_message_meta(first, {"name": "first"})
+    session.set_message_meta(second, {"name": "second"})
+    assert own_server.pid is not None
+
+    os.kill(own_server.pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(StorageUnavailable) as caught:
+            session.get_message_meta(first)
+    finally:
+        os.kill(own_server.pid, signal.SIGCONT)
+    time.sleep(0.1)
+    meta = session.get_message_meta(second)
+
+    assert caught.value.operation == "get_message_meta"
+    assert "timeout" in str(caught.value).lower()
+    assert meta == {"name": "second"}
+    session.close()
+    engine.close()

@@ -1,0 +1,947 @@
+"""The rules of the spec for the session methods, run on every engine.
+
+Each test gets a fresh engine from the ``kit`` fixture: a memory engine
+with a fake clock, and a Redis engine on the test server with its
+databases empty. ``kit.advance`` lets lock time pass.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from types import MappingProxyType
+from typing import Any
+
+import pytest
+from conftest import EngineKit, FakeClock
+
+from slimta.storage import MessageInfo, MessageNotFound, Session, SessionClosed, memory
+
+UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+
+# A valid id that no test claims.
+UNKNOWN_ID = "never-claimed-id"
+
+# Long enough that no lock taken with it expires during a test.
+LONG_LOCK = 60.0
+
+# Short locks for expiry tests, and a wait that outlasts them with a wide
+# margin, so the Redis tests stay fast and still pass on a slow machine.
+SHORT_LOCK = 0.05
+PAST_SHORT_LOCK = 0.2
+
+
+def stored_state(session: Session) -> dict[str, Any]:
+    """Return everything a session can read, for before and after comparisons."""
+    ids = sorted(session.get_all_messages())
+    return {
+        "all": ids,
+        "meta": {message_id: session.get_message_meta(message_id) for message_id in ids},
+        "contents": {message_id: session.get_message_contents(message_id) for message_id in ids},
+        "deferred": session.get_deferred_messages(),
+        "active": sorted(session.get_active_messages()),
+    }
+
+
+@pytest.fixture
+def stored(session: Session) -> str:
+    """Return the id of a message with meta, contents, a retry time and a lock."""
+    message_id = session.claim_message_id()
+    session.set_message_meta(message_id, {"sender": "a@example.com", "attempts": "0"})
+    session.set_message_contents(message_id, b"Subject: hi\r\n\r\nbody\r\n")
+    session.set_message_retry(message_id, 1000.0)
+    assert session.lock_message(message_id, LONG_LOCK)
+    return message_id
+
+
+@pytest.fixture
+def second_session(kit: EngineKit) -> Iterator[Session]:
+    """Return another session on the engine of ``session``."""
+    with kit.connect() as opened:
+        yield opened
+
+
+# claim_message_id
+
+
+def test_claim_returns_uuid4(session: Session) -> None:
+    message_id = session.claim_message_id()
+
+    assert UUID4.fullmatch(message_id)
+    assert uuid.UUID(message_id).version == 4
+    assert str(uuid.UUID(message_id)) == message_id
+
+
+def test_claim_ids_are_unique(session: Session) -> None:
+    ids = [session.claim_message_id() for _ in range(300)]
+
+    assert len(set(ids)) == 300
+
+
+def test_claim_registers_at_once(session: Session) -> None:
+    message_id = session.claim_message_id()
+
+    assert session.get_all_messages() == [message_id]
+    assert session.get_message_meta(message_id) == {}
+    assert session.get_message_meta_key(message_id, "sender") is None
+    assert session.get_message_contents(message_id) is None
+    assert session.lock_message(message_id, LONG_LOCK) is True
+
+
+def test_claim_not_deferred_or_active(session: Session) -> None:
+    session.claim_message_id()
+
+    assert session.get_deferred_messages() == []
+    assert session.get_active_messages() == []
+
+
+# get_all_messages
+
+
+def test_all_empty_queue(session: Session) -> None:
+    assert session.get_all_messages() == []
+
+
+def test_all_lists_each_once(session: Session) -> None:
+    ids = [session.claim_message_id() for _ in range(5)]
+    session.set_message_meta(ids[0], {"a": "1"})
+    session.set_message_contents(ids[1], b"x")
+    session.set_message_retry(ids[2], 10.0)
+    session.lock_message(ids[3], LONG_LOCK)
+
+    listed = session.get_all_messages()
+
+    assert sorted(listed) == sorted(ids)
+    assert len(listed) == len(set(listed))
+
+
+def test_all_lists_many_ids(session: Session) -> None:
+    # More ids than one page of the Redis engine's SSCAN loop.
+    ids = [session.claim_message_id() for _ in range(2500)]
+
+    listed = session.get_all_messages()
+
+    assert sorted(listed) == sorted(ids)
+    assert len(listed) == 2500
+
+
+# set_message_meta and get_message_meta
+
+
+def test_meta_empty_without_meta(session: Session) -> None:
+    message_id = session.claim_message_id()
+
+    assert session.get_message_meta(message_id) == {}
+
+
+def test_meta_round_trips(session: Session) -> None:
+    message_id = session.claim_message_id()
+    meta = {"sender": "a@example.com", "recipients": "\0b@example.net", "attempts": "3"}
+
+    session.set_message_meta(message_id, meta)
+
+    assert session.get_message_meta(message_id) == meta
+
+
+def test_meta_replace_removes_keys(session: Session) -> None:
+    message_id = session.claim_message_id()
+    session.set_message_meta(message_id, {"a": "1", "b": "2"})
+
+    session.set_message_meta(message_id, {"b": "20", "c": "30"})
+
+    assert session.get_message_meta(message_id) == {"b": "20", "c": "30"}
+
+
+def test_meta_empty_mapping_removes_all(session: Session) -> None:
+    message_id = session.claim_message_id()
+    session.set_message_meta(message_id, {"a": "1", "b": "2"})
+
+    session.set_message_meta(message_id, {})
+
+    assert session.get_message_meta(message_id) == {}
+
+
+def test_meta_accepts_any_mapping(session: Session) -> None:
+    message_id = session.claim_message_id()
+
+    session.set_message_meta(message_id, MappingProxyType({"a": "1"}))
+
+    assert session.get_message_meta(message_id) == {"a": "1"}
+
+
+def test_meta_stored_by_value(session: Session) -> None:
+    message_id = session.claim_message_id()
+    meta = {"a": "1"}
+    session.set_message_meta(message_id, meta)
+
+    meta["a"] = "changed"
+    session.get_message_meta(message_id)["a"] = "changed too"
+
+    assert session.get_message_meta(message_id) == {"a": "1"}
+
+
+def test_meta_values_with_nul(session: Session) -> None:
+    message_id = session.claim_message_id()
+    meta = {"recipients": "\0a@example.com\0b@example.net", "nul": "\0", "inner": "a\0b\0"}
+
+    session.set_message_meta(message_id, meta)
+
+    assert session.get_message_meta(message_id) == meta
+
+
+def test_meta_empty_value_kept(session: Session) -> None:
+    message_id = session.claim_message_id()
+
+    session.set_message_meta(message_id, {"security": ""})
+
+    assert session.get_message_meta(message_id) == {"security": ""}
+    assert session.get_message_meta_key(message_id, "security") == ""
+
+
+def test_meta_long_value(session: Session) -> None:
+    message_id = session.claim_message_id()
+    value = "x" * (2 * 1024 * 1024) + "\0end"
+
+    session.set_message_meta(message_id, {"long": value})
+
+    assert session.get_message_meta(message_id) == {"long": value}
+
+
+def test_meta_key_max_length(session: Session) -> None:
+    message_id = session.claim_message_id()
+    key = "k" * 255
+
+    session.set_message_meta(message_id, {key: "v"})
+
+    assert session.get_message_meta(message_id) == {key: "v"}
+
+
+def test_meta_many_keys(session: Session) -> None:
+    # Enough keys that the Redis script writes the hash in several slices.
+    message_id = session.claim_message_id()
+    meta = {f"key-{index}": f"value-{index}" for index in range(3000)}
+
+    session.set_message_meta(message_id, meta)
+
+    assert session.get_message_meta(message_id) == meta
+
+
+def test_meta_many_keys_replaced(session: Session) -> None:
+    message_id = session.claim_message_id()
+    session.set_message_meta(message_id, {f"old-{index}": "x" for index in range(3000)})
+
+    session.set_message_meta(message_id, {"new": "y"})
+
+    assert session.get_message_meta(message_id) == {"new": "y"}
+
+
+def test_meta_unicode(session: Session) -> None:
+    message_id = session.claim_message_id()
+    meta = {
+        "empfänger": "Jürgen <j@exämple.de>",
+        "件名": "こんにちは",
+        "emoji 📨": "🚀 launch",
+        "combining": "e\u0301",
+        "rtl": "\u05e9\u05dc\u05d5\u05dd",
+    }
+
+    session.set_message_meta(message_id, meta)
+
+    assert session.get_message_meta(message_id) == meta
+
+
+def test_meta_surrogateescape_round_trips(session: Session) -> None:
+    # The surrogateescape form of bytes that are not UTF-8, as read from other writers.
+    message_id = session.claim_message_id()
+    meta = {"raw\udcff": "\udcff\udcfe", "mixed": "é\udce9\udcc3 ok"}
+
+    session.set_message_meta(message_id, meta)
+
+    assert session.get_message_meta(message_id) == meta
+
+
+# set_message_meta_key and get_message_meta_key
+
+
+def test_meta_key_sets_one(session: Session) -> None:
+    message_id = session.claim_message_id()
+    session.set_message_meta(message_id, {"a": "1", "b": "2"})
+
+    session.set_message_meta_key(message_id, "a", "10")
+
+    assert session.get_message_meta(message_id) == {"a": "10", "b": "2"}
+
+
+def test_meta_key_adds_new(session: Session) -> None:
+    message_id = session.claim_message_id()
+    session.set_message_meta(message_id, {"a": "1"})
+
+    session.set_message_meta_key(message_id, "b", "2")
+
+    assert session.get_message_meta(message_id) == {"a": "1", "b": "2"}
+
+
+def test_meta_key_on_empty_meta(session: Session) -> None:
+    message_id = session.claim_message_id()
+
+    session.set_message_meta_key(message_id, "attempts", "1")
+
+    assert session.get_message_meta(message_id) == {"attempts": "1"}
+
+
+def test_meta_key_reads_value(session: Session) -> None:
+    message_id = session.claim_message_id()
+    session.set_message_meta(message_id, {"a": "1", "b": "\0x"})
+
+    assert session.get_message_meta_key(message_id, "b") == "\0x"
+
+
+def test_meta_key_unset_is_none(session: Session) -> None:
+    message_id = session.claim_message_id()
+    session.set_message_meta(message_id, {"a": "1"})
+
+    assert session.get_message_meta_key(message_id, "b") is None
+
+
+def test_meta_key_none_removes(session: Session) -> None:
+    message_id = session.claim_message_id()
+    session.set_message_meta(message_id, {"a": "1", "b": "2"})
+
+    session.set_message_meta_key(message_id, "a", None)
+
+    assert session.get_message_meta(message_id) == {"b": "2"}
+    assert session.get_message_meta_key(message_id, "a") is None
+
+
+def test_meta_key_remove_last(session: Session) -> None:
+    message_id = session.claim_message_id()
+    session.set_message_meta(message_id, {"a": "1"})
+
+    session.set_message_meta_key(message_id, "a", None)
+
+    assert session.get_message_meta(message_id) == {}
+
+
+def test_meta_key_remove_unset_noop(session: Session) -> None:
+    message_id = session.claim_message_id()
+    session.set_message_meta(message_id, {"a": "1"})
+
+    session.set_message_meta_key(message_id, "b", None)
+
+    assert session.get_message_meta(message_id) == {"a": "1"}
+
+
+def test_meta_key_remove_without_meta(session: Session) -> None:
+    message_id = session.claim_message_id()
+
+    session.set_message_meta_key(message_id, "b", None)
+
+    assert session.get_message_meta(message_id) == {}
+
+
+def test_meta_key_unicode_and_nul(session: Session) -> None:
+    message_id = session.claim_message_id()
+
+    session.set_message_meta_key(message_id, "empfänger", "\0jürgen@exämple.de")
+
+    assert session.get_message_meta_key(message_id, "empfänger") == "\0jürgen@exämple.de"
+
+
+# set_message_contents and get_message_contents
+
+CONTENTS = [
+    pytest.param(bytes(range(256)), id="all-byte-values"),
+    pytest.param(b"Subject: a\r\n\r\nline one\r\nline two\r\n", id="crlf"),
+    pytest.param(b"Subject: a\n\nline one\nline two\n", id="bare-lf"),
+    pytest.param(b"a\r\nb\nc\rd\n\r", id="mixed-line-endings"),
+    pytest.param(b"\0", id="nul"),
+    pytest.param(b"head\0\0tail\0", id="inner-nul"),
+    pytest.param(b"Subject: caf\xe9\r\n\r\n\xc3\xa9t\xe9 \x80\xff\xfe\r\n", id="eight-bit"),
+    pytest.param(b"", id="empty"),
+    pytest.param(bytes(range(256)) * (5 * 4096), id="five-mib"),
+]
+
+
+@pytest.mark.parametrize("contents", CONTENTS)
+def test_contents_exact(session: Session, contents: bytes) -> None:
+    message_id = session.claim_message_id()
+
+    session.set_message_contents(message_id, contents)
+    read = session.get_message_contents(message_id)
+
+    assert type(read) is bytes
+    assert read == contents
+
+
+def test_contents_none_without_contents(session: Session) -> None:
+    message_id = session.claim_message_id()
+    session.set_message_meta(message_id, {"a": "1"})
+
+    assert session.get_message_contents(message_id) is None
+
+
+def test_contents_replaces_earlier(session: Session) -> None:
+    message_id = session.claim_message_id()
+    session.set_message_contents(message_id, b"first, and longer")
+
+    session.set_message_contents(message_id, b"second")
+
+    assert session.get_message_contents(message_id) == b"second"
+
+
+@pytest.mark.parametrize("wrap", [bytearray, memoryview], ids=["bytearray", "memoryview"])
+def test_contents_bytes_like(session: Session, wrap: Any) -> None:
+    message_id = session.claim_message_id()
+
+    session.set_message_contents(message_id, wrap(b"a\r\nb"))
+    read = session.get_message_contents(message_id)
+
+    assert type(read) is bytes
+    assert read == b"a\r\nb"
+
+
+# Unknown ids
+
+# Every method that takes an id and raises MessageNotFound, with valid
+# arguments after the id.
+CALLS_WITH_ID = [
+    pytest.param("set_message_meta", ({"a": "1"},), id="set_message_meta"),
+    pytest.param("set_message_meta", ({},), id="set_message_meta-empty"),
+    pytest.param("set_message_meta_key", ("a", "1"), id="set_message_meta_key"),
+    pytest.param("set_message_meta_key", ("a", None), id="set_message_meta_key-remove"),
+    pytest.param("set_message_contents", (b"x",), id="set_message_contents"),
+    pytest.param("get_message_meta", (), id="get_message_meta"),
+    pytest.param("get_message_meta_key", ("a",), id="get_message_meta_key"),
+    pytest.param("get_message_contents", (), id="get_message_contents"),
+    pytest.param("set_message_retry", (100.0,), id="set_message_retry"),
+    pytest.param("lock_message", (LONG_LOCK,), id="lock_message"),
+    pytest.param("describe_message", (), id="describe_message"),
+]
+
+
+@pytest.mark.parametrize(("method", "args"), CALLS_WITH_ID)
+def test_unknown_id_raises(session: Session, stored: str, method: str, args: tuple[Any, ...]) -> None:
+    before = stored_state(session)
+
+    with pytest.raises(MessageNotFound) as caught:
+        getattr(session, method)(UNKNOWN_ID, *args)
+
+    assert caught.value.message_id == UNKNOWN_ID
+    assert UNKNOWN_ID in str(caught.value)
+    assert stored_state(session) == before
+
+
+@pytest.mark.parametrize(("method", "args"), CALLS_WITH_ID)
+def test_deleted_id_raises(session: Session, method: str, args: tuple[Any, ...]) -> None:
+    message_id = session.claim_message_id()
+    session.delete_message(message_id)
+
+    with pytest.raises(MessageNotFound) as caught:
+        getattr(session, method)(message_id, *args)
+
+    assert caught.value.message_id == message_id
+    assert session.get_all_messages() == []
+
+
+def test_unknown_id_not_registered(session: Session) -> None:
+    # A failed write must not register the id as a side effect.
+    with pytest.raises(MessageNotFound):
+        session.set_message_retry(UNKNOWN_ID, 1.0)
+    with pytest.raises(MessageNotFound):
+        session.lock_message(UNKNOWN_ID, LONG_LOCK)
+
+    assert session.get_all_messages() == []
+    assert session.get_deferred_messages() == []
+    assert session.get_active_messages() == []
+
+
+# delete_message
+
+
+def test_delete_removes_everything(session: Session, stored: str) -> None:
+    session.delete_message(stored)
+
+    assert session.get_all_messages() == []
+    assert session.get_deferred_messages() == []
+    assert session.get_active_messages() == []
+    with pytest.raises(MessageNotFound):
+        session.get_message_meta(stored)
+    with pytest.raises(MessageNotFound):
+        session.get_message_contents(stored)
+
+
+def test_delete_keeps_other_messages(session: Session, stored: str) -> None:
+    other = session.claim_message_id()
+    session.set_message_meta(other, {"a": "1"})
+    session.set_message_retry(other, 5.0)
+    session.lock_message(other, LONG_LOCK)
+    before = stored_state(session)
+
+    session.delete_message(stored)
+
+    after = stored_state(session)
+    assert after["all"] == [other]
+    assert after["meta"] == {other: before["meta"][other]}
+    assert after["deferred"] == [other]
+    assert after["active"] == [other]
+
+
+def test_delete_unknown_noop(session: Session, stored: str) -> None:
+    before = stored_state(session)
+
+    session.delete_message(UNKNOWN_ID)
+
+    assert stored_state(session) == before
+
+
+def test_delete_twice_noop(session: Session, stored: str) -> None:
+    session.delete_message(stored)
+
+    session.delete_message(stored)
+
+    assert session.get_all_messages() == []
+
+
+# get_deferred_messages and set_message_retry
+
+
+@pytest.fixture
+def timed(session: Session) -> dict[str, float]:
+    """Return four messages by retry time, plus one without a retry time."""
+    ids = {}
+    for timestamp in (10.0, 20.0, 20.5, 30.0):
+        message_id = session.claim_message_id()
+        session.set_message_retry(message_id, timestamp)
+        ids[message_id] = timestamp
+    session.claim_message_id()
+    return ids
+
+
+def by_retry(ids: dict[str, float], until: float | None = None) -> list[str]:
+    """Return the ids retried at or before ``until``, in the order of the spec."""
+    chosen = [(timestamp, message_id) for message_id, timestamp in ids.items()]
+    return [message_id for timestamp, message_id in sorted(chosen) if until is None or timestamp <= until]
+
+
+def test_deferred_includes_timestamp(session: Session, timed: dict[str, float]) -> None:
+    assert session.get_deferred_messages(20.0) == by_retry(timed, 20.0)
+    assert len(session.get_deferred_messages(20.0)) == 2
+
+
+def test_deferred_excludes_later(session: Session, timed: dict[str, float]) -> None:
+    assert session.get_deferred_messages(19.999) == by_retry(timed, 10.0)
+
+
+def test_deferred_before_all_empty(session: Session, timed: dict[str, float]) -> None:
+    assert session.get_deferred_messages(9.5) == []
+
+
+def test_deferred_fraction_boundary(session: Session, timed: dict[str, float]) -> None:
+    assert session.get_deferred_messages(20.5) == by_retry(timed, 20.5)
+    assert len(session.get_deferred_messages(20.5)) == 3
+
+
+def test_deferred_omitted_lists_all(session: Session, timed: dict[str, float]) -> None:
+    assert session.get_deferred_messages() == by_retry(timed)
+    assert len(session.get_deferred_messages()) == 4
+
+
+def test_deferred_none_lists_all(session: Session, timed: dict[str, float]) -> None:
+    assert session.get_deferred_messages(None) == by_retry(timed)
+
+
+def test_deferred_int_timestamp(session: Session, timed: dict[str, float]) -> None:
+    assert session.get_deferred_messages(20) == by_retry(timed, 20.0)
+
+
+def test_deferred_zero_retry(session: Session) -> None:
+    message_id = session.claim_message_id()
+    session.set_message_retry(message_id, 0)
+
+    assert session.get_deferred_messages(0) == [message_id]
+
+
+def test_deferred_far_future(session: Session) -> None:
+    message_id = session.claim_message_id()
+    session.set_message_retry(message_id, 4e18)
+
+    assert session.get_deferred_messages(4e18 - 1e6) == []
+    assert session.get_deferred_messages(1e300) == [message_id]
+
+
+def test_deferred_orders_by_time(session: Session) -> None:
+    times = [50.0, 10.0, 1700000000.25, 30.0, 1700000000.125, 0.5]
+    ids = {}
+    for timestamp in times:
+        message_id = session.claim_message_id()
+        session.set_message_retry(message_id, timestamp)
+        ids[message_id] = timestamp
+
+    assert session.get_deferred_messages() == by_retry(ids)
+
+
+def test_deferred_ties_by_id(session: Session) -> None:
+    ids = {}
+    for index in range(12):
+        ids[session.claim_message_id()] = 100.0 if index % 3 else 50.0
+    for message_id, timestamp in ids.items():
+        session.set_message_retry(message_id, timestamp)
+
+    expected = sorted(ids, key=lambda message_id: (ids[message_id], message_id.encode()))
+    assert session.get_deferred_messages() == expected
+
+
+def test_deferred_skips_no_retry(session: Session) -> None:
+    session.claim_message_id()
+    with_retry = session.claim_message_id()
+    session.set_message_retry(with_retry, 5.0)
+
+    assert session.get_deferred_messages() == [with_retry]
+
+
+def test_retry_replaces_earlier(session: Session) -> None:
+    message_id = session.claim_message_id()
+    session.set_message_retry(message_id, 100.0)
+
+    session.set_message_retry(message_id, 300.0)
+
+    assert session.get_deferred_messages(200.0) == []
+    assert session.get_deferred_messages() == [message_id]
+
+
+def test_retry_moves_earlier(session: Session) -> None:
+    message_id = session.claim_message_id()
+    session.set_message_retry(message_id, 300.0)
+
+    session.set_message_retry(message_id, 100.0)
+
+    assert session.get_deferred_messages(200.0) == [message_id]
+
+
+def test_retry_reorders_deferred(session: Session) -> None:
+    first = session.claim_message_id()
+    second = session.claim_message_id()
+    session.set_message_retry(first, 10.0)
+    session.set_message_retry(second, 20.0)
+
+    session.set_message_retry(first, 30.0)
+
+    assert session.get_deferred_messages() == [second, first]
+
+
+# lock_message and unlock_message
+
+
+def test_lock_twice_returns_false(session: Session) -> None:
+    message_id = session.claim_message_id()
+
+    assert session.lock_message(message_id, LONG_LOCK) is True
+    assert session.lock_message(message_id, LONG_LOCK) is False
+
+
+def test_lock_fails_other_session(session: Session, second_session: Session) -> None:
+    message_id = session.claim_message_id()
+    session.lock_message(message_id, LONG_LOCK)
+
+    assert second_session.lock_message(message_id, LONG_LOCK) is False
+
+
+def test_lock_is_per_message(session: Session) -> None:
+    first = session.claim_message_id()
+    second = session.claim_message_id()
+    session.lock_message(first, LONG_LOCK)
+
+    assert session.lock_message(second, LONG_LOCK) is True
+
+
+def test_lock_expires(kit: EngineKit, session: Session) -> None:
+    message_id = session.claim_message_id()
+    session.lock_message(message_id, SHORT_LOCK)
+
+    kit.advance(PAST_SHORT_LOCK)
+
+    assert session.lock_message(message_id, LONG_LOCK) is True
+
+
+def test_lock_held_until_expiry(kit: EngineKit, session: Session) -> None:
+    message_id = session.claim_message_id()
+    session.lock_message(message_id, 0.5)
+
+    kit.advance(0.1)
+    before_expiry = session.lock_message(message_id, LONG_LOCK)
+    kit.advance(0.5)
+    after_expiry = session.lock_message(message_id, LONG_LOCK)
+
+    assert before_expiry is False
+    assert after_expiry is True
+
+
+def test_failed_lock_keeps_expiry(kit: EngineKit, session: Session) -> None:
+    # A lock_message that returns False must not extend the existing lock.
+    message_id = session.claim_message_id()
+    session.lock_message(message_id, SHORT_LOCK)
+    session.lock_message(message_id, LONG_LOCK)
+
+    kit.advance(PAST_SHORT_LOCK)
+
+    assert session.lock_message(message_id, LONG_LOCK) is True
+
+
+def test_lock_length_whole_ms(session: Session) -> None:
+    # 2.007 s is 2007 ms, although 2.007 * 1000 is slightly above 2007 as a float.
+    message_id = session.claim_message_id()
+
+    session.lock_message(message_id, 2.007)
+    remaining = session.describe_message(message_id).lock_remaining
+
+    assert remaining is not None
+    # The tolerance covers float rounding of the clock, far below 1 ms.
+    assert remaining <= 2.007 + 1e-6
+
+
+def test_lock_rounds_up_to_ms() -> None:
+    # Needs the memory engine's fake clock: a lock of 2 ms on a real
+    # server may expire before the next call.
+    clock = FakeClock()
+    session = memory.new(clock=clock).connect()
+    message_id = session.claim_message_id()
+    session.lock_message(message_id, 0.0011)
+
+    clock.now += 0.0015
+    before_expiry = session.lock_message(message_id, LONG_LOCK)
+    clock.now += 0.001
+    after_expiry = session.lock_message(message_id, LONG_LOCK)
+
+    assert before_expiry is False
+    assert after_expiry is True
+
+
+def test_unlock_allows_relock(session: Session) -> None:
+    message_id = session.claim_message_id()
+    session.lock_message(message_id, LONG_LOCK)
+
+    session.unlock_message(message_id)
+
+    assert session.lock_message(message_id, LONG_LOCK) is True
+
+
+def test_unlock_from_other_session(session: Session, second_session: Session) -> None:
+    message_id = session.claim_message_id()
+    session.lock_message(message_id, LONG_LOCK)
+
+    second_session.unlock_message(message_id)
+
+    assert session.get_active_messages() == []
+
+
+def test_unlock_unlocked_noop(session: Session, stored: str) -> None:
+    other = session.claim_message_id()
+    before = stored_state(session)
+
+    session.unlock_message(other)
+
+    assert stored_state(session) == before
+    assert session.lock_message(other, LONG_LOCK) is True
+
+
+def test_unlock_unknown_noop(session: Session, stored: str) -> None:
+    before = stored_state(session)
+
+    session.unlock_message(UNKNOWN_ID)
+
+    assert stored_state(session) == before
+
+
+# get_active_messages
+
+
+def test_active_empty_queue(session: Session) -> None:
+    assert session.get_active_messages() == []
+
+
+def test_active_lists_locked_only(session: Session) -> None:
+    ids = [session.claim_message_id() for _ in range(4)]
+    session.lock_message(ids[0], LONG_LOCK)
+    session.lock_message(ids[2], LONG_LOCK)
+
+    active = session.get_active_messages()
+
+    assert sorted(active) == sorted([ids[0], ids[2]])
+    assert len(active) == 2
+
+
+def test_active_drops_expired(kit: EngineKit, session: Session) -> None:
+    long_locked = session.claim_message_id()
+    short_locked = session.claim_message_id()
+    session.lock_message(long_locked, LONG_LOCK)
+    session.lock_message(short_locked, SHORT_LOCK)
+
+    kit.advance(PAST_SHORT_LOCK)
+
+    assert session.get_active_messages() == [long_locked]
+
+
+def test_active_drops_unlocked(session: Session) -> None:
+    message_id = session.claim_message_id()
+    session.lock_message(message_id, LONG_LOCK)
+
+    session.unlock_message(message_id)
+
+    assert session.get_active_messages() == []
+
+
+def test_active_drops_deleted(session: Session, stored: str) -> None:
+    session.delete_message(stored)
+
+    assert session.get_active_messages() == []
+
+
+def test_active_lists_many_locks(session: Session) -> None:
+    # More locks than one page of the Redis engine's SCAN loop.
+    ids = [session.claim_message_id() for _ in range(1500)]
+    for message_id in ids:
+        session.lock_message(message_id, LONG_LOCK)
+
+    active = session.get_active_messages()
+
+    assert sorted(active) == sorted(ids)
+    assert len(active) == 1500
+
+
+# describe_message, a Python extension
+
+
+def test_describe_new_message(session: Session) -> None:
+    message_id = session.claim_message_id()
+
+    assert session.describe_message(message_id) == MessageInfo(message_id, None, None, None)
+
+
+def test_describe_stored_message(session: Session, stored: str) -> None:
+    info = session.describe_message(stored)
+
+    assert info.message_id == stored
+    assert info.size == len(b"Subject: hi\r\n\r\nbody\r\n")
+    assert info.retry == 1000.0
+    assert info.lock_remaining is not None
+    assert 0 < info.lock_remaining <= LONG_LOCK
+
+
+# close and the context manager
+
+# Every public method but close, with valid arguments.
+CALLS_AFTER_CLOSE = [
+    ("get_active_messages", ()),
+    ("get_deferred_messages", ()),
+    ("get_deferred_messages", (10.0,)),
+    ("get_all_messages", ()),
+    ("claim_message_id", ()),
+    ("set_message_meta", (UNKNOWN_ID, {"a": "1"})),
+    ("set_message_meta_key", (UNKNOWN_ID, "a", "1")),
+    ("set_message_contents", (UNKNOWN_ID, b"x")),
+    ("get_message_meta", (UNKNOWN_ID,)),
+    ("get_message_meta_key", (UNKNOWN_ID, "a")),
+    ("get_message_contents", (UNKNOWN_ID,)),
+    ("set_message_retry", (UNKNOWN_ID, 1.0)),
+    ("lock_message", (UNKNOWN_ID, 1.0)),
+    ("unlock_message", (UNKNOWN_ID,)),
+    ("delete_message", (UNKNOWN_ID,)),
+    ("describe_message", (UNKNOWN_ID,)),
+]
+
+
+@pytest.mark.parametrize(("method", "args"), CALLS_AFTER_CLOSE, ids=[call[0] for call in CALLS_AFTER_CLOSE])
+def test_closed_method_raises(kit: EngineKit, method: str, args: tuple[Any, ...]) -> None:
+    session = kit.connect()
+    session.close()
+
+    with pytest.raises(SessionClosed):
+        getattr(session, method)(*args)
+
+
+def test_closed_with_stored_id(kit: EngineKit) -> None:
+    session = kit.connect()
+    message_id = session.claim_message_id()
+    session.close()
+
+    with pytest.raises(SessionClosed):
+        session.get_message_meta(message_id)
+
+
+def test_close_twice_is_fine(kit: EngineKit) -> None:
+    session = kit.connect()
+    session.close()
+
+    session.close()
+
+    assert session.closed is True
+
+
+def test_closed_property(kit: EngineKit) -> None:
+    session = kit.connect()
+    opened = session.closed
+    session.close()
+
+    assert opened is False
+    assert session.closed is True
+
+
+def test_context_manager_closes(kit: EngineKit) -> None:
+    with kit.connect() as session:
+        message_id = session.claim_message_id()
+
+    assert session.closed is True
+    with pytest.raises(SessionClosed):
+        session.get_all_messages()
+    with kit.connect() as reopened:
+        assert reopened.get_all_messages() == [message_id]
+
+
+def test_context_manager_closes_on_error(kit: EngineKit) -> None:
+    with pytest.raises(KeyError), kit.connect() as session:
+        raise KeyError("boom")
+
+    assert session.closed is True
+
+
+def test_close_keeps_data(kit: EngineKit) -> None:
+    session = kit.connect()
+    message_id = session.claim_message_id()
+    session.set_message_contents(message_id, b"kept")
+    session.close()
+
+    with kit.connect() as reopened:
+        assert reopened.get_message_contents(message_id) == b"kept"
+
+
+# Several sessions of one engine
+
+
+def test_sessions_share_messages(session: Session, second_session: Session) -> None:
+    message_id = session.claim_message_id()
+    session.set_message_meta(message_id, {"a": "1"})
+    session.set_message_contents(message_id, b"body")
+    session.set_message_retry(message_id, 7.0)
+    session.lock_message(message_id, LONG_LOCK)
+
+    assert second_session.get_all_messages() == [message_id]
+    assert second_session.get_message_meta(message_id) == {"a": "1"}
+    assert second_session.get_message_contents(message_id) == b"body"
+    assert second_session.get_deferred_messages() == [message_id]
+    assert second_session.get_active_messages() == [message_id]
+
+
+def test_sessions_see_deletes(session: Session, second_session: Session, stored: str) -> None:
+    second_session.delete_message(stored)
+
+    assert session.get_all_messages() == []
+
+
+def test_many_sessions_open(kit: EngineKit) -> None:
+    sessions = [kit.connect() for _ in range(20)]
+    ids = [opened.claim_message_id() for opened in sessions]
+
+    for opened in sessions:
+        assert sorted(opened.get_all_messages()) == sorted(ids)
+        opened.close()

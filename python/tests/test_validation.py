@@ -1,0 +1,480 @@
+"""Bad arguments raise InvalidArgument and change nothing, on every engine.
+
+Also the arguments of the Redis engine's constructors, which raise
+before any connection is made, and the offset check at connect.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import pytest
+from conftest import OFFSET
+from hypothesis import given, settings
+from hypothesis.strategies import binary
+
+from slimta.storage import InvalidArgument, Session, StorageError, StorageUnavailable, memory
+from slimta.storage import redis as redis_engine
+from slimta.storage.testing import RedisServer
+
+NAN = float("nan")
+INF = float("inf")
+HUGE_INT = 10**400  # too large to convert to a float
+
+# Stand for the id of the stored message and for the bad value in the
+# tables below.
+STORED = object()
+BAD = object()
+
+# InvalidArgument shows at most this many characters of the value's repr.
+SHOWN_REPR = 77
+
+
+def stored_state(session: Session) -> dict[str, Any]:
+    """Return everything a session can read, for before and after comparisons."""
+    ids = sorted(session.get_all_messages())
+    return {
+        "all": ids,
+        "meta": {message_id: session.get_message_meta(message_id) for message_id in ids},
+        "contents": {message_id: session.get_message_contents(message_id) for message_id in ids},
+        "deferred": session.get_deferred_messages(),
+        "active": sorted(session.get_active_messages()),
+    }
+
+
+@pytest.fixture
+def stored(session: Session) -> str:
+    """Return the id of a message with meta, contents, a retry time and a lock."""
+    message_id = session.claim_message_id()
+    session.set_message_meta(message_id, {"sender": "a@example.com", "attempts": "0"})
+    session.set_message_contents(message_id, b"Subject: hi\r\n\r\nbody\r\n")
+    session.set_message_retry(message_id, 1000.0)
+    assert session.lock_message(message_id, 60.0)
+    return message_id
+
+
+def check_rejected(error: InvalidArgument, param: str, value: Any) -> None:
+    """Check that ``error`` names ``param`` and shows ``value``."""
+    assert error.param == param
+    assert error.value is value
+    assert param in str(error)
+    assert repr(value)[:SHOWN_REPR] in str(error)
+
+
+# Message ids
+
+BAD_IDS = [
+    pytest.param(5, id="int"),
+    pytest.param(b"abc", id="bytes"),
+    pytest.param(None, id="none"),
+    pytest.param(1.5, id="float"),
+    pytest.param("", id="empty"),
+    pytest.param("a" * 256, id="256-chars"),
+    pytest.param("a b", id="space"),
+    pytest.param("tab\tid", id="tab"),
+    pytest.param("line\n", id="newline"),
+    pytest.param("nul\0", id="nul"),
+    pytest.param("id-\x7f", id="del"),
+    pytest.param("ümlaut-id", id="non-ascii"),
+]
+
+# Every method that takes an id, with valid arguments after the id.
+ID_METHODS = [
+    pytest.param("set_message_meta", ({"a": "1"},), id="set_message_meta"),
+    pytest.param("set_message_meta_key", ("a", "1"), id="set_message_meta_key"),
+    pytest.param("set_message_contents", (b"x",), id="set_message_contents"),
+    pytest.param("get_message_meta", (), id="get_message_meta"),
+    pytest.param("get_message_meta_key", ("a",), id="get_message_meta_key"),
+    pytest.param("get_message_contents", (), id="get_message_contents"),
+    pytest.param("set_message_retry", (1.0,), id="set_message_retry"),
+    pytest.param("lock_message", (1.0,), id="lock_message"),
+    pytest.param("unlock_message", (), id="unlock_message"),
+    pytest.param("delete_message", (), id="delete_message"),
+    pytest.param("describe_message", (), id="describe_message"),
+]
+
+
+@pytest.mark.parametrize("bad_id", BAD_IDS)
+@pytest.mark.parametrize(("method", "args"), ID_METHODS)
+def test_bad_id_rejected(
+    session: Session, stored: str, method: str, args: tuple[Any, ...], bad_id: Any
+) -> None:
+    before = stored_state(session)
+
+    with pytest.raises(InvalidArgument) as caught:
+        getattr(session, method)(bad_id, *args)
+
+    check_rejected(caught.value, "message_id", bad_id)
+    assert stored_state(session) == before
+
+
+def test_id_max_length_accepted(session: Session) -> None:
+    # Ids of other writers may be any printable ASCII up to 255 characters.
+    long_id = "~" * 255
+
+    session.delete_message(long_id)
+    session.unlock_message(long_id)
+
+    assert session.get_all_messages() == []
+
+
+# Other arguments, as (method, arguments, parameter, bad value). In the
+# arguments, STORED is replaced by the id of the stored message and BAD by
+# the bad value, so that the error can be checked to hold that very object.
+
+BAD_ARGUMENTS = [
+    # contents
+    ("set_message_contents", (STORED, BAD), "contents", "text"),
+    ("set_message_contents", (STORED, BAD), "contents", None),
+    ("set_message_contents", (STORED, BAD), "contents", 5),
+    ("set_message_contents", (STORED, BAD), "contents", [104, 105]),
+    # the whole meta
+    ("set_message_meta", (STORED, BAD), "meta", None),
+    ("set_message_meta", (STORED, BAD), "meta", [("a", "1")]),
+    ("set_message_meta", (STORED, BAD), "meta", "a=1"),
+    ("set_message_meta", (STORED, {BAD: "1"}), "meta key", ""),
+    ("set_message_meta", (STORED, {BAD: "1"}), "meta key", "a\0b"),
+    ("set_message_meta", (STORED, {BAD: "1"}), "meta key", "k" * 256),
+    ("set_message_meta", (STORED, {BAD: "1"}), "meta key", 5),
+    ("set_message_meta", (STORED, {BAD: "1"}), "meta key", b"a"),
+    ("set_message_meta", (STORED, {BAD: "1"}), "meta key", "\ud800"),
+    ("set_message_meta", (STORED, {"a": BAD}), "meta['a']", 5),
+    ("set_message_meta", (STORED, {"a": BAD}), "meta['a']", None),
+    ("set_message_meta", (STORED, {"a": BAD}), "meta['a']", b"1"),
+    ("set_message_meta", (STORED, {"a": BAD}), "meta['a']", "x\ud800y"),
+    ("set_message_meta", (STORED, {"a": "1", "b": BAD}), "meta['b']", 2),
+    # Escapes of the UTF-8 bytes of "é", which Redis would read back as "é".
+    ("set_message_meta", (STORED, {"a": BAD}), "meta['a']", "caf\udcc3\udca9"),
+    ("set_message_meta", (STORED, {BAD: "1"}), "meta key", "\udcc3\udca9"),
+    # one meta key
+    ("set_message_meta_key", (STORED, BAD, "1"), "key", ""),
+    ("set_message_meta_key", (STORED, BAD, "1"), "key", "a\0"),
+    ("set_message_meta_key", (STORED, BAD, "1"), "key", "k" * 256),
+    ("set_message_meta_key", (STORED, BAD, "1"), "key", 5),
+    ("set_message_meta_key", (STORED, BAD, "1"), "key", None),
+    ("set_message_meta_key", (STORED, BAD, "1"), "key", "\ud800"),
+    ("set_message_meta_key", (STORED, "a", BAD), "value", 5),
+    ("set_message_meta_key", (STORED, "a", BAD), "value", 1.5),
+    ("set_message_meta_key", (STORED, "a", BAD), "value", b"1"),
+    ("set_message_meta_key", (STORED, "a", BAD), "value", "\ud800"),
+    ("set_message_meta_key", (STORED, "a", BAD), "value", "\udce2\udc82\udcac"),
+    ("set_message_meta_key", (STORED, BAD, "1"), "key", "\udcc3\udca9"),
+    ("get_message_meta_key", (STORED, BAD), "key", ""),
+    ("get_message_meta_key", (STORED, BAD), "key", "a\0"),
+    ("get_message_meta_key", (STORED, BAD), "key", "k" * 256),
+    ("get_message_meta_key", (STORED, BAD), "key", None),
+    # retry timestamps
+    ("set_message_retry", (STORED, BAD), "timestamp", NAN),
+    ("set_message_retry", (STORED, BAD), "timestamp", INF),
+    ("set_message_retry", (STORED, BAD), "timestamp", -INF),
+    ("set_message_retry", (STORED, BAD), "timestamp", -1),
+    ("set_message_retry", (STORED, BAD), "timestamp", -0.001),
+    ("set_message_retry", (STORED, BAD), "timestamp", True),
+    ("set_message_retry", (STORED, BAD), "timestamp", False),
+    ("set_message_retry", (STORED, BAD), "timestamp", "100"),
+    ("set_message_retry", (STORED, BAD), "timestamp", None),
+    ("set_message_retry", (STORED, BAD), "timestamp", HUGE_INT),
+    ("get_deferred_messages", (BAD,), "timestamp", NAN),
+    ("get_deferred_messages", (BAD,), "timestamp", INF),
+    ("get_deferred_messages", (BAD,), "timestamp", -1.0),
+    ("get_deferred_messages", (BAD,), "timestamp", True),
+    ("get_deferred_messages", (BAD,), "timestamp", "0"),
+    ("get_deferred_messages", (BAD,), "timestamp", HUGE_INT),
+    # lock lengths
+    ("lock_message", (STORED, BAD), "length", 0),
+    ("lock_message", (STORED, BAD), "length", 0.0),
+    ("lock_message", (STORED, BAD), "length", -1),
+    ("lock_message", (STORED, BAD), "length", -0.5),
+    ("lock_message", (STORED, BAD), "length", NAN),
+    ("lock_message", (STORED, BAD), "length", INF),
+    ("lock_message", (STORED, BAD), "length", 31_536_000.001),
+    ("lock_message", (STORED, BAD), "length", 31_536_001),
+    ("lock_message", (STORED, BAD), "length", True),
+    ("lock_message", (STORED, BAD), "length", "10"),
+    ("lock_message", (STORED, BAD), "length", None),
+    ("lock_message", (STORED, BAD), "length", HUGE_INT),
+]
+
+
+def case_name(case: tuple[str, tuple[Any, ...], str, Any]) -> str:
+    method, _, param, value = case
+    return f"{method}-{param}-{ascii(value)[:20]}"
+
+
+def fill(arg: Any, stored: str, value: Any) -> Any:
+    """Replace STORED and BAD in one argument, including the keys and values of a dict."""
+    if isinstance(arg, dict):
+        return {fill(key, stored, value): fill(item, stored, value) for key, item in arg.items()}
+    if arg is STORED:
+        return stored
+    if arg is BAD:
+        return value
+    return arg
+
+
+@pytest.mark.parametrize("case", BAD_ARGUMENTS, ids=map(case_name, BAD_ARGUMENTS))
+def test_bad_argument_rejected(
+    session: Session, stored: str, case: tuple[str, tuple[Any, ...], str, Any]
+) -> None:
+    method, args, param, value = case
+    call_args = [fill(arg, stored, value) for arg in args]
+    # Unlocked, so that a lock_message that reached the engine would take the lock.
+    session.unlock_message(stored)
+    before = stored_state(session)
+
+    with pytest.raises(InvalidArgument) as caught:
+        getattr(session, method)(*call_args)
+
+    check_rejected(caught.value, param, value)
+    assert stored_state(session) == before
+
+
+def test_bad_meta_unknown_id(session: Session) -> None:
+    # Validation comes before the lookup, so bad input wins over a missing id.
+    with pytest.raises(InvalidArgument) as caught:
+        session.set_message_meta("never-claimed-id", {"a": 5})
+
+    assert caught.value.param == "meta['a']"
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=binary(max_size=40))
+def test_escaped_bytes_accepted(data: bytes) -> None:
+    # Whatever bytes another writer stored, the text they read as can be
+    # written back, and reads back the same.
+    text = data.decode("utf-8", "surrogateescape")
+    # Meta keys must not be empty or contain NUL, whoever wrote them.
+    key = "key " + text.replace("\0", "_")
+    session = memory.new().connect()
+    message_id = session.claim_message_id()
+
+    session.set_message_meta(message_id, {"value": text, key: "v"})
+
+    assert session.get_message_meta_key(message_id, "value") == text
+    assert session.get_message_meta_key(message_id, key) == "v"
+
+
+def test_lock_max_length_accepted(session: Session) -> None:
+    message_id = session.claim_message_id()
+
+    assert session.lock_message(message_id, 31_536_000) is True
+
+
+def test_lock_tiny_length_accepted(session: Session) -> None:
+    # Rounded up to one millisecond rather than rejected as zero.
+    message_id = session.claim_message_id()
+
+    assert session.lock_message(message_id, 1e-9) is True
+
+
+# The exception classes
+
+
+def test_invalid_is_value_error() -> None:
+    assert issubclass(InvalidArgument, ValueError)
+
+
+def test_invalid_is_storage_error() -> None:
+    assert issubclass(InvalidArgument, StorageError)
+
+
+def test_invalid_caught_as_value_error(session: Session) -> None:
+    with pytest.raises(ValueError, match="message_id"):
+        session.get_message_meta("")
+
+
+def test_invalid_kind() -> None:
+    assert InvalidArgument.kind == "invalid_argument"
+
+
+# The Redis engine's constructors, which validate without connecting
+
+BAD_NEW = [
+    pytest.param({"offset": -1}, "offset", -1, id="negative-offset"),
+    pytest.param({"offset": 1.0}, "offset", 1.0, id="float-offset"),
+    pytest.param({"offset": True}, "offset", True, id="bool-offset"),
+    pytest.param({"port": 0}, "port", 0, id="port-0"),
+    pytest.param({"port": 70000}, "port", 70000, id="port-70000"),
+    pytest.param({"port": -1}, "port", -1, id="negative-port"),
+    pytest.param({"port": "6379"}, "port", "6379", id="str-port"),
+    pytest.param({"host": ""}, "host", "", id="empty-host"),
+    pytest.param({"host": None}, "host", None, id="none-host"),
+    pytest.param({"socket_timeout": INF}, "socket_timeout", INF, id="infinite-timeout"),
+    pytest.param({"socket_timeout": NAN}, "socket_timeout", NAN, id="nan-timeout"),
+    pytest.param({"socket_timeout": 0}, "socket_timeout", 0, id="zero-timeout"),
+    pytest.param({"socket_timeout": -1.0}, "socket_timeout", -1.0, id="negative-timeout"),
+    pytest.param({"socket_connect_timeout": INF}, "socket_connect_timeout", INF, id="infinite-connect"),
+    pytest.param({"max_connections": 0}, "max_connections", 0, id="zero-connections"),
+]
+
+
+@pytest.mark.parametrize(("options", "param", "value"), BAD_NEW)
+def test_redis_new_rejects(options: dict[str, Any], param: str, value: Any) -> None:
+    settings = {"host": "127.0.0.1", "port": 1, **options}
+
+    with pytest.raises(InvalidArgument) as caught:
+        redis_engine.new(**settings)
+
+    check_rejected(caught.value, param, value)
+
+
+BAD_URLS = [
+    pytest.param("http://127.0.0.1:1/0", id="http-scheme"),
+    pytest.param("redis+socket:///tmp/redis.sock", id="socket-scheme"),
+    pytest.param("127.0.0.1:1", id="no-scheme"),
+    pytest.param("redis://127.0.0.1:1/0?bogus=1", id="unknown-option"),
+    pytest.param("redis://127.0.0.1:1/0?socket_timeout=soon", id="bad-option-value"),
+    pytest.param("redis://127.0.0.1:1/x", id="path-not-number"),
+    pytest.param("redis://127.0.0.1:1/-1", id="negative-path"),
+    pytest.param("redis://127.0.0.1:1/1.5", id="fraction-path"),
+    pytest.param("redis://127.0.0.1:0/4", id="port-0"),
+    pytest.param("redis://127.0.0.1:70000/4", id="port-70000"),
+    pytest.param("redis://127.0.0.1:port/4", id="port-not-number"),
+]
+
+
+@pytest.mark.parametrize("url", BAD_URLS)
+def test_redis_url_rejected(url: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        redis_engine.from_url(url)
+
+    check_rejected(caught.value, "url", url)
+
+
+def test_redis_url_not_str() -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        redis_engine.from_url(b"redis://127.0.0.1:1/0")  # type: ignore[arg-type]
+
+    check_rejected(caught.value, "url", b"redis://127.0.0.1:1/0")
+
+
+def test_redis_url_infinite_timeout() -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        redis_engine.from_url("redis://127.0.0.1:1/0?socket_timeout=inf")
+
+    assert caught.value.param == "socket_timeout"
+
+
+def test_redis_url_sets_fields() -> None:
+    engine = redis_engine.from_url("redis://127.0.0.1:1234/8")
+
+    assert engine.host == "127.0.0.1"
+    assert engine.port == 1234
+    assert engine.offset == 8
+
+
+def test_redis_url_default_offset() -> None:
+    engine = redis_engine.from_url("redis://127.0.0.1:1234")
+
+    assert engine.offset == 0
+
+
+# Passwords stay out of reprs and errors
+
+PASSWORD = "secret"
+
+URLS_WITH_PASSWORD = [
+    pytest.param("redis://u:secret@h:1/x", id="path-not-number"),
+    pytest.param("redis://:secret@h:1/x", id="no-username"),
+    pytest.param("redis://u:secret@h:1/0?bogus=1", id="unknown-option"),
+    pytest.param("redis://u:secret@h:70000/0", id="port-70000"),
+    pytest.param("redis://u:secret@h:0/0", id="port-0"),
+    pytest.param("http://u:secret@h:1/0", id="http-scheme"),
+]
+
+
+@pytest.mark.parametrize("url", URLS_WITH_PASSWORD)
+def test_url_error_hides_password(url: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        redis_engine.from_url(url)
+
+    assert PASSWORD not in str(caught.value)
+    assert PASSWORD not in repr(caught.value)
+    assert PASSWORD not in repr(caught.value.value)
+    assert caught.value.param == "url"
+
+
+def test_url_repr_hides_password() -> None:
+    engine = redis_engine.from_url("redis://u:secret@127.0.0.1:1/4")
+
+    assert PASSWORD not in repr(engine)
+    assert "127.0.0.1:1/4" in repr(engine)
+
+
+def test_new_repr_hides_password() -> None:
+    engine = redis_engine.new("127.0.0.1", 1, 4, password=PASSWORD)
+
+    assert PASSWORD not in repr(engine)
+
+
+def free_port() -> int:
+    """Return a loopback port that nothing listened on a moment ago."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def test_unavailable_hides_password() -> None:
+    engine = redis_engine.from_url(f"redis://u:{PASSWORD}@127.0.0.1:{free_port()}/4?socket_connect_timeout=2")
+
+    with pytest.raises(StorageUnavailable) as caught:
+        engine.connect()
+
+    assert PASSWORD not in str(caught.value)
+    assert PASSWORD not in repr(caught.value)
+
+
+# The offset check at connect, on the test server with 16 databases
+
+
+def test_offset_beyond_databases(clean_redis: RedisServer) -> None:
+    # Offset 13 needs databases 13 to 16, and the server has 0 to 15.
+    engine = redis_engine.new("127.0.0.1", clean_redis.port, 13)
+
+    with pytest.raises(InvalidArgument) as caught:
+        engine.connect()
+
+    check_rejected(caught.value, "offset", 13)
+    engine.close()
+
+
+def test_offset_past_last_database(clean_redis: RedisServer) -> None:
+    engine = redis_engine.new("127.0.0.1", clean_redis.port, 20)
+
+    with pytest.raises(InvalidArgument) as caught:
+        engine.connect()
+
+    check_rejected(caught.value, "offset", 20)
+    engine.close()
+
+
+def test_offset_last_fitting(clean_redis: RedisServer) -> None:
+    engine = redis_engine.new("127.0.0.1", clean_redis.port, 12)
+
+    with engine.connect() as session:
+        message_id = session.claim_message_id()
+        session.set_message_meta(message_id, {"a": "1"})
+
+    assert clean_redis.client(13).hgetall(message_id) == {b"a": b"1"}
+    engine.close()
+
+
+def test_offset_error_writes_nothing(clean_redis: RedisServer) -> None:
+    engine = redis_engine.new("127.0.0.1", clean_redis.port, 13)
+
+    with pytest.raises(InvalidArgument):
+        engine.connect()
+
+    for db in range(16):
+        assert clean_redis.client(db).dbsize() == 0, f"db {db}"
+    engine.close()
+
+
+def test_fixture_offset_connects(clean_redis: RedisServer) -> None:
+    engine = redis_engine.from_url(clean_redis.url(OFFSET))
+
+    with engine.connect() as session:
+        assert session.get_all_messages() == []
+    engine.close()
