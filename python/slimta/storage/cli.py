@@ -1,0 +1,663 @@
+"""The ``slimta-storage`` command: store, list, show, print and delete queued messages.
+
+The queue comes from ``--engine URL`` or the environment variable
+``SLIMTA_STORAGE_URL``. There is deliberately no default server, so the
+command never writes to a queue that nobody named. Run
+``slimta-storage --help`` for the sub-commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import email.parser
+import email.policy
+import email.utils
+import json
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from ._errors import InvalidArgument, MessageNotFound, StorageError
+from ._url import Engine, open_engine
+from ._version import SPEC_VERSION, __version__
+from .session import MessageInfo, Session
+
+__all__ = ["main"]
+
+log = logging.getLogger(__name__)
+
+PROG = "slimta-storage"
+URL_VARIABLE = "SLIMTA_STORAGE_URL"
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+SENDER_HEADERS = ("Return-Path", "Sender", "From")
+RECIPIENT_HEADERS = ("To", "Cc", "Bcc")
+
+
+class _RawHeaderPolicy(email.policy.Compat32):
+    """The compat32 policy, except that header values keep their 8-bit bytes.
+
+    compat32 turns a value with 8-bit bytes into an email.header.Header,
+    and str() of that replaces each such byte with U+FFFD. This policy
+    returns the parsed text instead, where each byte is a surrogate.
+    """
+
+    def header_fetch_parse(self, name: str, value: str) -> str:
+        """Return the header value as parsed, with 8-bit bytes as surrogates."""
+        return value
+
+
+_RAW_HEADERS = _RawHeaderPolicy()
+
+Handler = Callable[[Session, argparse.Namespace], int]
+
+
+class _UsageError(Exception):
+    """An incomplete command line, such as one without an engine URL, which exits with status 2."""
+
+
+class _CommandError(Exception):
+    """A sub-command failure other than a storage error, which exits with status 1."""
+
+
+@dataclass(frozen=True)
+class _Envelope:
+    """The envelope sender and recipients stored in a message's meta."""
+
+    sender: str
+    recipients: list[str]
+
+
+@dataclass(frozen=True)
+class _HeaderEnvelope:
+    """The envelope found in a message's headers, with sender None when no header named one."""
+
+    sender: str | None
+    recipients: list[str]
+
+
+def main(argv: Sequence[str] | None = None, *, engine: Engine | None = None) -> int:
+    """Run the command line and return its exit status.
+
+    ``argv`` defaults to ``sys.argv[1:]``. ``engine`` replaces the
+    ``--engine`` option, so that several calls in one process can share
+    one memory engine. The caller keeps it open and closes it.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:
+        # argparse exits after --help, --version and usage errors.
+        return stop.code if isinstance(stop.code, int) else EXIT_USAGE
+
+    with _logging_to_stderr(getattr(args, "verbose", False)):
+        return _run(args, engine)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the parser of the command line, with one sub-parser per sub-command."""
+    common = _common_options()
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Store, list, show, print and delete the messages of a slimta mail queue.",
+        epilog=_MAIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common],
+    )
+    version = f"%(prog)s {__version__} (spec {SPEC_VERSION})"
+    parser.add_argument("--version", action="version", version=version)
+
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_store(commands, common)
+    _add_list(commands, common)
+    _add_show(commands, common)
+    _add_cat(commands, common)
+    _add_delete(commands, common)
+    return parser
+
+
+_MAIN_EPILOG = f"""\
+engine URLs:
+  redis://[[user]:password@]host[:port][/offset]
+                  four databases offset to offset+3 of a Redis server
+                  (port 6379 and offset 0 when omitted)
+  rediss://...    the same over TLS
+  memory://       an empty queue in this process, gone when the command ends
+
+There is no default engine: pass --engine or set {URL_VARIABLE}.
+
+exit status: 0 on success, 1 when an operation failed, 2 on a usage error
+such as a missing engine, an invalid URL or an invalid message id.
+"""
+
+
+def _common_options() -> argparse.ArgumentParser:
+    # Shared by the main parser and every sub-parser, so the options may
+    # come before or after the sub-command. SUPPRESS keeps a sub-parser
+    # from overwriting a value given before the sub-command, so an option
+    # that was not given is missing from the namespace. The parsers share
+    # these action objects: set_defaults() on one parser would change the
+    # default of all of them.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--engine",
+        metavar="URL",
+        dest="engine_url",
+        default=argparse.SUPPRESS,
+        help=f"the queue to use (default: the environment variable {URL_VARIABLE})",
+    )
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log what the library does to stderr, down to debug messages",
+    )
+    return common
+
+
+def _add_store(commands: Any, common: argparse.ArgumentParser) -> None:
+    parser = commands.add_parser(
+        "store",
+        parents=[common],
+        help="store files as new messages and print their ids",
+        description=(
+            "Store each FILE, byte for byte, as one new message and print its id, one line per file"
+            " in order. A FILE of - reads standard input. The envelope addresses that --sender and"
+            " --recipient do not give come from the headers: the sender from Return-Path, else Sender,"
+            " else From, and the recipients from To, Cc and Bcc. A message without such addresses is stored"
+            " anyway, with an empty sender or no recipients and a warning. The command stops at"
+            " the first file that fails; the ids printed before it are stored, and the failed"
+            " file leaves nothing behind."
+        ),
+    )
+    parser.add_argument("files", nargs="+", metavar="FILE", help="a message file, or - for standard input")
+    parser.add_argument(
+        "--sender", metavar="ADDR", help="the envelope sender; an empty ADDR is the null sender"
+    )
+    parser.add_argument(
+        "--recipient",
+        metavar="ADDR",
+        dest="recipients",
+        action="append",
+        help="an envelope recipient; repeat the option for several",
+    )
+    parser.add_argument(
+        "--retry",
+        metavar="SECONDS",
+        type=_parse_seconds,
+        help="defer the messages: set their retry time to SECONDS from now",
+    )
+    parser.set_defaults(handler=_run_store)
+
+
+def _add_list(commands: Any, common: argparse.ArgumentParser) -> None:
+    parser = commands.add_parser(
+        "list",
+        parents=[common],
+        help="list the messages, one line each",
+        description=(
+            "List every message, sorted by id: its id, state, size in bytes, retry time and lock."
+            " STATE is active (locked), deferred (has a retry time) or incoming (neither). RETRY"
+            " is an ISO 8601 time in UTC; LOCK is the seconds until the lock expires, or inf for"
+            " a lock without expiry. A - stands for none. In JSON, retry_timestamp is in UNIX"
+            " seconds, and lock_remaining is null for a lock without expiry."
+        ),
+    )
+    parser.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
+    parser.set_defaults(handler=_run_list)
+
+
+def _add_show(commands: Any, common: argparse.ArgumentParser) -> None:
+    parser = commands.add_parser(
+        "show",
+        parents=[common],
+        help="print the meta of a message",
+        description=(
+            "Print the meta of a message, one 'key: value' line per key, sorted by key. Recipients"
+            " are shown separated by ', '. Backslashes and characters that are not printable are"
+            " shown as Python escapes, such as \\n or \\x01; bytes that are not valid UTF-8 are"
+            " shown as \\xNN. With --json, the values are printed as stored, recipients in their"
+            " NUL-separated form, and bytes that are not valid UTF-8 as the escapes \\udc80 to \\udcff."
+        ),
+    )
+    parser.add_argument("message_id", metavar="ID", help="the message id")
+    parser.add_argument("--json", action="store_true", help="print a JSON object instead")
+    parser.set_defaults(handler=_run_show)
+
+
+def _add_cat(commands: Any, common: argparse.ArgumentParser) -> None:
+    parser = commands.add_parser(
+        "cat",
+        parents=[common],
+        help="write the contents of a message to stdout",
+        description="Write the contents of a message to standard output, byte for byte, adding nothing.",
+    )
+    parser.add_argument("message_id", metavar="ID", help="the message id")
+    parser.set_defaults(handler=_run_cat)
+
+
+def _add_delete(commands: Any, common: argparse.ArgumentParser) -> None:
+    parser = commands.add_parser(
+        "delete",
+        parents=[common],
+        help="delete messages",
+        description=(
+            "Delete each message with its meta, contents, retry time and lock. Like Postfix's"
+            " postsuper -d, it prints nothing, and an id that is not stored is ignored, so"
+            " deleting a message twice is not an error."
+        ),
+    )
+    parser.add_argument("message_ids", nargs="+", metavar="ID", help="a message id")
+    parser.set_defaults(handler=_run_delete)
+
+
+def _parse_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds: {text!r}") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise argparse.ArgumentTypeError(f"seconds must be a finite number of at least 0, not {text!r}")
+    return seconds
+
+
+@contextlib.contextmanager
+def _logging_to_stderr(enabled: bool) -> Iterator[None]:
+    # A handler on the package logger, removed again at the end, so that
+    # in-process callers such as tests keep their own logging set-up.
+    if not enabled:
+        yield
+        return
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
+    logger = logging.getLogger("slimta")
+    previous_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous_level)
+
+
+def _run(args: argparse.Namespace, engine: Engine | None) -> int:
+    """Run the sub-command and turn every expected error into one line on stderr."""
+    try:
+        return _run_on_engine(args, engine)
+    except (_UsageError, InvalidArgument) as error:
+        _print_error(str(error))
+        return EXIT_USAGE
+    except (StorageError, _CommandError) as error:
+        _print_error(str(error))
+        return EXIT_FAILURE
+    except BrokenPipeError:
+        # The reader of stdout went away, as with "| head". Point stdout at
+        # /dev/null so that the flush at exit does not fail a second time.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        _print_error("interrupted")
+        return EXIT_INTERRUPTED
+
+
+def _run_on_engine(args: argparse.Namespace, engine: Engine | None) -> int:
+    if engine is not None:
+        return _run_on_session(args, engine)
+
+    opened = open_engine(_engine_url(args))
+    try:
+        return _run_on_session(args, opened)
+    finally:
+        opened.close()
+
+
+def _run_on_session(args: argparse.Namespace, engine: Engine) -> int:
+    handler: Handler = args.handler
+    with engine.connect() as session:
+        return handler(session, args)
+
+
+def _engine_url(args: argparse.Namespace) -> str:
+    url = getattr(args, "engine_url", None) or os.environ.get(URL_VARIABLE)
+    if not url:
+        raise _UsageError(
+            f"no engine given: pass --engine URL or set {URL_VARIABLE}, such as redis://localhost:6379/0"
+        )
+    return str(url)
+
+
+def _print_error(message: str) -> None:
+    print(f"{PROG}: error: {_one_line(message)}", file=sys.stderr)
+
+
+def _print_warning(message: str) -> None:
+    print(f"{PROG}: warning: {_one_line(message)}", file=sys.stderr)
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
+
+
+# store
+
+
+def _run_store(session: Session, args: argparse.Namespace) -> int:
+    for path in args.files:
+        contents = _read_file(path)
+        envelope = _choose_envelope(contents, args, path)
+
+        now = time.time()
+        meta = _initial_meta(now, envelope)
+        retry = None if args.retry is None else now + args.retry
+        message_id = _store_message(session, contents, meta, retry)
+
+        print(message_id, flush=True)
+    return EXIT_OK
+
+
+def _read_file(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+
+    try:
+        with open(path, "rb") as file:
+            return file.read()
+    except OSError as error:
+        raise _CommandError(f"could not read {path}: {error.strerror or error}") from error
+
+
+def _choose_envelope(contents: bytes, args: argparse.Namespace, path: str) -> _Envelope:
+    """Take the envelope from the options, and what they leave out from the headers."""
+    from_headers = _envelope_from_headers(contents)
+    sender = args.sender if args.sender is not None else from_headers.sender
+    recipients = args.recipients or from_headers.recipients
+
+    if sender is None:
+        _print_warning(f"{path}: no sender in Return-Path, Sender or From; storing an empty sender")
+    if not recipients:
+        _print_warning(f"{path}: no recipients in To, Cc or Bcc; storing none")
+    return _Envelope(sender or "", recipients)
+
+
+def _envelope_from_headers(contents: bytes) -> _HeaderEnvelope:
+    """Find the envelope sender and recipients in the headers of a raw message.
+
+    The sender is the first address of Return-Path, else Sender, else
+    From; ``Return-Path: <>`` gives the null sender ``""``. The
+    recipients are the addresses of To, Cc and Bcc. Headers that cannot
+    be parsed give no addresses instead of an error.
+    """
+    try:
+        headers = email.parser.BytesHeaderParser(policy=_RAW_HEADERS).parsebytes(contents)
+        return _HeaderEnvelope(_header_sender(headers), _header_recipients(headers))
+    except Exception:
+        # The email package can raise on malformed input that its authors
+        # did not foresee. A queue must store every message, so a failure
+        # here only loses the addresses.
+        log.warning("could not parse the headers of a message", exc_info=True)
+        return _HeaderEnvelope(None, [])
+
+
+def _header_sender(headers: Any) -> str | None:
+    for name in SENDER_HEADERS:
+        values = _header_values(headers, name)
+        if not values:
+            continue
+
+        if name == "Return-Path" and values[0].strip() == "<>":
+            return ""
+        addresses = _addresses(values)
+        if addresses:
+            return addresses[0]
+    return None
+
+
+def _header_recipients(headers: Any) -> list[str]:
+    values: list[str] = []
+    for name in RECIPIENT_HEADERS:
+        values += _header_values(headers, name)
+    return _addresses(values)
+
+
+def _header_values(headers: Any, name: str) -> list[str]:
+    return [str(value) for value in headers.get_all(name, [])]
+
+
+def _addresses(values: list[str]) -> list[str]:
+    found = [_decode_utf8(address) for _, address in email.utils.getaddresses(values)]
+    return [address for address in found if _is_usable_address(address)]
+
+
+def _decode_utf8(text: str) -> str:
+    """Decode the 8-bit bytes that the parser kept as surrogates as UTF-8 where they are valid.
+
+    Bytes that are not valid UTF-8 stay surrogates, which the engines
+    store as the original bytes.
+    """
+    return text.encode("ascii", "surrogateescape").decode("utf-8", "surrogateescape")
+
+
+def _is_usable_address(address: str) -> bool:
+    # NUL separates the recipients in the meta, and no other control
+    # character belongs in an envelope address either.
+    return bool(address) and not any(ord(character) < 0x20 or character == "\x7f" for character in address)
+
+
+def _initial_meta(now: float, envelope: _Envelope) -> dict[str, str]:
+    return {
+        "timestamp": repr(now),
+        "attempts": "0",
+        "sender": envelope.sender,
+        "recipients": "".join("\0" + recipient for recipient in envelope.recipients),
+    }
+
+
+def _store_message(session: Session, contents: bytes, meta: Mapping[str, str], retry: float | None) -> str:
+    """Store one message: claim an id, then write its meta, contents and retry time.
+
+    Returns the new id. When a step fails, the claimed id is deleted
+    again before the error is raised, so no half-stored message is left.
+    """
+    message_id = session.claim_message_id()
+    try:
+        session.set_message_meta(message_id, meta)
+        session.set_message_contents(message_id, contents)
+        if retry is not None:
+            session.set_message_retry(message_id, retry)
+    except BaseException:
+        _discard(session, message_id)
+        raise
+    return message_id
+
+
+def _discard(session: Session, message_id: str) -> None:
+    try:
+        session.delete_message(message_id)
+    except StorageError as error:
+        _print_warning(
+            f"could not delete the half-stored message {message_id}: {error};"
+            f" delete it with: {PROG} delete {message_id}"
+        )
+
+
+# list
+
+
+def _run_list(session: Session, args: argparse.Namespace) -> int:
+    infos = _describe_all(session)
+
+    if args.json:
+        print(json.dumps([_info_to_json(info) for info in infos], indent=2))
+        return EXIT_OK
+
+    rows: list[tuple[str, ...]] = [("ID", "STATE", "SIZE", "RETRY", "LOCK")]
+    rows += [_info_to_row(info) for info in infos]
+    for line in _format_table(rows):
+        print(line)
+    return EXIT_OK
+
+
+def _describe_all(session: Session) -> list[MessageInfo]:
+    """Describe every stored message, sorted by id.
+
+    Skips the ids that were deleted between listing and describing.
+    """
+    infos = []
+    for message_id in sorted(session.get_all_messages()):
+        try:
+            infos.append(session.describe_message(message_id))
+        except MessageNotFound:
+            log.debug("message %s was deleted while listing", message_id)
+    return infos
+
+
+def _message_state(info: MessageInfo) -> str:
+    """Name the state of a message: active (locked), deferred (has a retry time) or incoming."""
+    if info.lock_remaining is not None:
+        return "active"
+    if info.retry is not None:
+        return "deferred"
+    return "incoming"
+
+
+def _info_to_row(info: MessageInfo) -> tuple[str, ...]:
+    size = "-" if info.size is None else str(info.size)
+    retry = "-" if info.retry is None else _format_time(info.retry)
+    return (info.message_id, _message_state(info), size, retry, _format_lock(info.lock_remaining))
+
+
+def _info_to_json(info: MessageInfo) -> dict[str, Any]:
+    remaining = info.lock_remaining
+    return {
+        "id": info.message_id,
+        "state": _message_state(info),
+        "size": info.size,
+        "retry": None if info.retry is None else _format_time(info.retry),
+        "retry_timestamp": info.retry,
+        "locked": remaining is not None,
+        "lock_remaining": remaining if remaining is not None and math.isfinite(remaining) else None,
+    }
+
+
+def _format_time(timestamp: float) -> str:
+    try:
+        moment = datetime.fromtimestamp(timestamp, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        # datetime only supports the years 1 to 9999, so show UNIX seconds beyond them.
+        return repr(timestamp)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _format_lock(remaining: float | None) -> str:
+    if remaining is None:
+        return "-"
+    if math.isinf(remaining):
+        return "inf"
+    return f"{remaining:.1f}"
+
+
+def _format_table(rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+
+
+# show
+
+
+def _run_show(session: Session, args: argparse.Namespace) -> int:
+    meta = session.get_message_meta(args.message_id)
+
+    if args.json:
+        print(json.dumps({"id": args.message_id, "meta": meta}, indent=2, sort_keys=True))
+        return EXIT_OK
+
+    for key in sorted(meta):
+        value_text = _format_meta_value(key, meta[key])
+        print(f"{_escape_text(key)}: {value_text}" if value_text else f"{_escape_text(key)}:")
+    return EXIT_OK
+
+
+def _format_meta_value(key: str, value: str) -> str:
+    """Format one meta value for a terminal: recipients as a list, unprintable characters escaped."""
+    if key == "recipients":
+        return ", ".join(_escape_text(recipient) for recipient in _split_recipients(value))
+    return _escape_text(value)
+
+
+def _split_recipients(value: str) -> list[str]:
+    """Split the ``recipients`` meta value, each recipient preceded by NUL, into a list."""
+    parts = value.split("\0")
+    if parts[0] == "":
+        parts = parts[1:]
+    return parts
+
+
+_SHORT_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def _escape_text(text: str) -> str:
+    """Escape backslashes and unprintable characters in the style of Python literals.
+
+    A byte that was not valid UTF-8, kept as a surrogate by the
+    ``surrogateescape`` handler, becomes ``\\xNN`` with the byte's value.
+    Unprintable characters from U+0080 up become ``\\uNNNN``, so the two
+    never look alike.
+    """
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(_escape_character(character) for character in text)
+
+
+def _escape_character(character: str) -> str:
+    if character in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[character]
+    if character.isprintable():
+        return character
+
+    code = ord(character)
+    if 0xDC80 <= code <= 0xDCFF:
+        return f"\\x{code - 0xDC00:02x}"
+    if code < 0x80:
+        return f"\\x{code:02x}"
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+# cat and delete
+
+
+def _run_cat(session: Session, args: argparse.Namespace) -> int:
+    contents = session.get_message_contents(args.message_id)
+    if contents is None:
+        raise _CommandError(
+            f"message {args.message_id} has no contents: its id was claimed but no contents were written"
+        )
+
+    sys.stdout.flush()
+    sys.stdout.buffer.write(contents)
+    sys.stdout.buffer.flush()
+    return EXIT_OK
+
+
+def _run_delete(session: Session, args: argparse.Namespace) -> int:
+    for message_id in args.message_ids:
+        session.delete_message(message_id)
+    return EXIT_OK

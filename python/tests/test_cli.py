@@ -1,0 +1,678 @@
+"""Tests of the ``slimta-storage`` command line.
+
+Most tests call :func:`slimta.storage.cli.main` in this process, on both
+engines of the ``kit`` fixture, passing the engine in so that several
+calls share one queue. The tests named test_console_script_*,
+test_unreachable_* and test_missing_engine_console run
+``python -m slimta.storage`` in a subprocess instead.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import OFFSET, EngineKit, corpus_files
+
+from slimta.storage import Session, StorageUnavailable, cli
+from slimta.storage.testing import RedisServer
+
+DATABASES = range(OFFSET, OFFSET + 4)
+# A message with a sender and a recipient, so that store prints no warning.
+PLAIN = b"From: f@x\nTo: t@x\n\nbody\n"
+
+
+@dataclass
+class Result:
+    """The exit status and output of one run of the command line."""
+
+    status: int
+    out: bytes
+    err: str
+
+    @property
+    def lines(self) -> list[str]:
+        """The lines of stdout, decoded."""
+        return self.out.decode().splitlines()
+
+
+@pytest.fixture
+def run(kit: EngineKit, capsysbinary: pytest.CaptureFixture[bytes]) -> Runner:
+    """Run the command line in this process on the kit's engine."""
+    return Runner(kit, capsysbinary)
+
+
+class Runner:
+    """Calls :func:`cli.main` on one engine and captures its exit status and output."""
+
+    def __init__(self, kit: EngineKit, capture: pytest.CaptureFixture[bytes]) -> None:
+        self.kit = kit
+        self.capture = capture
+
+    def __call__(self, *args: str) -> Result:
+        self.capture.readouterr()
+        status = cli.main(list(args), engine=self.kit.engine)
+        captured = self.capture.readouterr()
+        return Result(status, captured.out, captured.err.decode())
+
+    def store(self, *args: str) -> str:
+        """Store one message and return its id."""
+        result = self("store", *args)
+        assert result.status == 0, result.err
+        assert len(result.lines) == 1
+        return result.lines[0]
+
+    def meta(self, message_id: str) -> dict[str, str]:
+        with self.kit.connect() as session:
+            return session.get_message_meta(message_id)
+
+
+def console(*args: str, url: str | None) -> subprocess.CompletedProcess[bytes]:
+    """Run ``python -m slimta.storage`` with SLIMTA_STORAGE_URL set to ``url``, or unset."""
+    environment = dict(os.environ)
+    environment.pop("SLIMTA_STORAGE_URL", None)
+    if url is not None:
+        environment["SLIMTA_STORAGE_URL"] = url
+    command = [sys.executable, "-m", "slimta.storage", *args]
+    return subprocess.run(command, env=environment, capture_output=True, timeout=60, check=False)
+
+
+def unused_port() -> int:
+    """Return a loopback port that nothing listens on, at least right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def key_counts(server: RedisServer) -> list[int]:
+    """Return the number of keys in each database of the queue, with a plain client."""
+    return [server.client(database).dbsize() for database in DATABASES]
+
+
+def write_message(tmp_path: Path, contents: bytes, name: str = "message.eml") -> str:
+    path = tmp_path / name
+    path.write_bytes(contents)
+    return str(path)
+
+
+# The corpus round trip
+
+
+def test_corpus_round_trip(run: Runner) -> None:
+    files = corpus_files()
+    assert len(files) == 48
+
+    stored = run("store", *map(str, files))
+    assert stored.status == 0, stored.err
+    ids = stored.lines
+    assert len(ids) == 48
+    assert len(set(ids)) == 48
+    for message_id in ids:
+        assert uuid.UUID(message_id).version == 4
+
+    listed = run("list")
+    assert listed.status == 0
+    assert listed.lines[0].split() == ["ID", "STATE", "SIZE", "RETRY", "LOCK"]
+    assert sorted(line.split()[0] for line in listed.lines[1:]) == sorted(ids)
+
+    for message_id, path in zip(ids, files, strict=True):
+        printed = run("cat", message_id)
+        assert printed.status == 0
+        assert printed.out == path.read_bytes(), path.name
+
+    deleted = run("delete", *ids)
+    assert deleted.status == 0
+    assert deleted.out == b""
+    assert run("list").lines == ["ID  STATE  SIZE  RETRY  LOCK"]
+    if run.kit.server is not None:
+        assert key_counts(run.kit.server) == [0, 0, 0, 0]
+
+
+def test_console_script_corpus(clean_redis: RedisServer) -> None:
+    url = clean_redis.url(OFFSET)
+    files = corpus_files()
+
+    stored = console("store", *map(str, files), url=url)
+    assert stored.returncode == 0, stored.stderr
+    ids = stored.stdout.decode().split()
+    assert len(ids) == 48
+    assert key_counts(clean_redis) == [1, 48, 48, 0]
+
+    listed = console("list", "--json", url=url)
+    assert listed.returncode == 0
+    assert sorted(entry["id"] for entry in json.loads(listed.stdout)) == sorted(ids)
+
+    crlf = files.index(files[0].with_name("msg_26.txt"))
+    printed = console("cat", ids[crlf], url=url)
+    assert printed.returncode == 0
+    assert printed.stdout == files[crlf].read_bytes()
+
+    deleted = console("delete", *ids, url=url)
+    assert deleted.returncode == 0
+    assert deleted.stdout == b""
+    assert key_counts(clean_redis) == [0, 0, 0, 0]
+
+
+def test_console_script_engine_option(clean_redis: RedisServer, tmp_path: Path) -> None:
+    path = write_message(tmp_path, b"To: a@example.com\n\nhi\n")
+    url = clean_redis.url(OFFSET)
+
+    before = console("--engine", url, "store", path, url=None)
+    after = console("store", "--engine", url, path, url=None)
+
+    assert before.returncode == 0, before.stderr
+    assert after.returncode == 0, after.stderr
+    assert clean_redis.client(OFFSET + 2).dbsize() == 2
+
+
+# store: the envelope
+
+
+def test_store_envelope_from_headers(run: Runner) -> None:
+    message_id = run.store(str(corpus_files()[0].with_name("msg_20.txt")))
+
+    meta = run.meta(message_id)
+    assert meta["sender"] == "bbb@zzz.org"
+    assert meta["recipients"] == "\0bbb@zzz.org\0ccc@zzz.org\0ddd@zzz.org\0eee@zzz.org"
+    assert meta["attempts"] == "0"
+    assert abs(float(meta["timestamp"]) - time.time()) < 60
+
+
+def test_store_sender_header_order(run: Runner, tmp_path: Path) -> None:
+    cases = [
+        (b"Return-Path: <r@x>\nSender: s@x\nFrom: f@x\n", "r@x"),
+        (b"Sender: s@x\nFrom: f@x\n", "s@x"),
+        (b"From: Someone <f@x>\n", "f@x"),
+        (b"Return-Path: <>\nFrom: f@x\n", ""),
+    ]
+    for headers, sender in cases:
+        path = write_message(tmp_path, headers + b"To: t@x\n\nbody\n")
+        assert run.meta(run.store(path))["sender"] == sender, headers
+
+
+def test_store_envelope_from_options(run: Runner, tmp_path: Path) -> None:
+    path = write_message(tmp_path, PLAIN)
+
+    message_id = run.store("--sender", "s@y", "--recipient", "a@x", "--recipient", "b@y", path)
+
+    meta = run.meta(message_id)
+    assert meta["sender"] == "s@y"
+    assert meta["recipients"] == "\0a@x\0b@y"
+
+
+def test_store_null_sender_option(run: Runner, tmp_path: Path) -> None:
+    path = write_message(tmp_path, PLAIN)
+
+    message_id = run.store("--sender", "", path)
+
+    assert run.meta(message_id)["sender"] == ""
+
+
+def test_store_without_addresses_warns(run: Runner) -> None:
+    path = corpus_files()[0].with_name("msg_11.txt")
+
+    result = run("store", str(path))
+
+    assert result.status == 0
+    assert "no sender" in result.err
+    assert "no recipients" in result.err
+    meta = run.meta(result.lines[0])
+    assert meta["sender"] == ""
+    assert meta["recipients"] == ""
+
+
+def test_store_with_addresses_silent(run: Runner) -> None:
+    result = run("store", str(corpus_files()[0]))
+
+    assert result.status == 0
+    assert result.err == ""
+
+
+def test_store_crlf_message(run: Runner) -> None:
+    path = corpus_files()[0].with_name("msg_26.txt")
+    contents = path.read_bytes()
+    assert b"\r\n" in contents
+
+    message_id = run.store(str(path))
+
+    assert run("cat", message_id).out == contents
+    assert run.meta(message_id)["recipients"] == "\0timbo@jeeves.wooster.local"
+
+
+def test_store_binary_message(run: Runner, tmp_path: Path) -> None:
+    contents = (
+        b"From: J\xe9r\xf4me <j@example.com>\r\nTo: a@x\x00y, b@example.net\r\n"
+        b"Subject: \xff\xfe\x00\r\n\r\n" + bytes(range(256)) + b"\n.\r\n"
+    )
+    path = write_message(tmp_path, contents)
+
+    result = run("store", path)
+
+    assert result.status == 0, result.err
+    assert run("cat", result.lines[0]).out == contents
+    assert run.meta(result.lines[0])["sender"] == "j@example.com"
+
+
+def test_store_8bit_addresses(run: Runner, tmp_path: Path) -> None:
+    headers = b"From: <jos\xc3\xa9@example.com>\r\nTo: a@x\x00y, <c@\xff.x>,\r\n  b@example.net\r\n\r\n"
+    path = write_message(tmp_path, headers + b"body\r\n")
+
+    message_id = run.store(path)
+
+    meta = run.meta(message_id)
+    assert meta["sender"] == "jos\u00e9@example.com"
+    assert meta["recipients"] == "\0c@\udcff.x\0b@example.net"
+    if run.kit.server is not None:
+        stored = run.kit.server.client(OFFSET + 1).hget(message_id, "recipients")
+        assert stored == b"\0c@\xff.x\0b@example.net"
+
+
+def test_store_stdin(run: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
+    contents = b"From: f@x\r\nTo: t@x\r\n\r\n\x00\xff\r\n"
+    stdin = FakeStdin(contents)
+    monkeypatch.setattr(sys, "stdin", stdin)
+
+    message_id = run.store("-")
+
+    assert run("cat", message_id).out == contents
+
+
+class FakeStdin:
+    def __init__(self, contents: bytes) -> None:
+        self.buffer = io.BytesIO(contents)
+
+
+def test_store_empty_file(run: Runner, tmp_path: Path) -> None:
+    path = write_message(tmp_path, b"")
+
+    result = run("store", path)
+
+    assert result.status == 0
+    assert run("cat", result.lines[0]).out == b""
+
+
+def test_store_retry_option(run: Runner, tmp_path: Path) -> None:
+    path = write_message(tmp_path, PLAIN)
+
+    message_id = run.store("--retry", "600", path)
+
+    with run.kit.connect() as session:
+        assert session.get_deferred_messages() == [message_id]
+    entry = json.loads(run("list", "--json").out)[0]
+    assert entry["state"] == "deferred"
+    assert abs(entry["retry_timestamp"] - (time.time() + 600)) < 60
+    assert entry["retry"].endswith("Z")
+
+
+def test_store_retry_invalid(run: Runner, tmp_path: Path) -> None:
+    path = write_message(tmp_path, PLAIN)
+
+    for value in ("-1", "nan", "soon"):
+        result = run("store", "--retry", value, path)
+        assert result.status == 2, value
+        assert "seconds" in result.err
+
+
+def test_store_missing_file(run: Runner, tmp_path: Path) -> None:
+    present = write_message(tmp_path, PLAIN)
+    missing = str(tmp_path / "missing.eml")
+
+    result = run("store", present, missing)
+
+    assert result.status == 1
+    assert len(result.lines) == 1
+    assert result.err.count("\n") == 1
+    assert "missing.eml" in result.err
+    with run.kit.connect() as session:
+        assert session.get_all_messages() == result.lines
+
+
+def test_store_failure_leaves_nothing(kit: EngineKit, run: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(self: Session, message_id: str, contents: bytes) -> None:
+        raise StorageUnavailable("contents write failed", host="127.0.0.1", port=1, operation="test")
+
+    monkeypatch.setattr(Session, "set_message_contents", fail)
+
+    result = run("store", str(corpus_files()[0]))
+
+    assert result.status == 1
+    assert result.out == b""
+    assert result.err == "slimta-storage: error: contents write failed\n"
+    with kit.connect() as session:
+        assert session.get_all_messages() == []
+    if kit.server is not None:
+        assert key_counts(kit.server) == [0, 0, 0, 0]
+
+
+def test_store_header_parser_crash(run: Runner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def crash(self: email.parser.BytesHeaderParser, contents: bytes) -> None:
+        raise IndexError("parser bug")
+
+    monkeypatch.setattr(email.parser.BytesHeaderParser, "parsebytes", crash)
+
+    result = run("store", write_message(tmp_path, PLAIN))
+
+    assert result.status == 0
+    assert "no sender" in result.err
+    assert run("cat", result.lines[0]).out == PLAIN
+
+
+# list
+
+
+def test_list_states(run: Runner, tmp_path: Path) -> None:
+    path = write_message(tmp_path, b"To: t@x\n\n12345")
+    incoming = run.store(path)
+    deferred = run.store("--retry", "60", path)
+    active = run.store(path)
+    with run.kit.connect() as session:
+        assert session.lock_message(active, 300)
+
+    rows = {line.split()[0]: line.split() for line in run("list").lines[1:]}
+
+    assert rows[incoming][1:] == ["incoming", str(len(b"To: t@x\n\n12345")), "-", "-"]
+    assert rows[deferred][1] == "deferred"
+    assert rows[deferred][3].endswith("Z")
+    assert rows[active][1] == "active"
+    assert 250 < float(rows[active][4]) <= 300
+
+
+def test_list_sorted(run: Runner, tmp_path: Path) -> None:
+    path = write_message(tmp_path, PLAIN)
+    ids = [run.store(path) for _ in range(5)]
+
+    listed = [line.split()[0] for line in run("list").lines[1:]]
+
+    assert listed == sorted(ids)
+
+
+def test_list_json(run: Runner, tmp_path: Path) -> None:
+    path = write_message(tmp_path, PLAIN)
+    message_id = run.store(path)
+    with run.kit.connect() as session:
+        session.lock_message(message_id, 30)
+        claimed = session.claim_message_id()
+
+    entries = {entry["id"]: entry for entry in json.loads(run("list", "--json").out)}
+
+    assert entries[message_id]["state"] == "active"
+    assert entries[message_id]["size"] == len(PLAIN)
+    assert entries[message_id]["locked"] is True
+    assert 0 < entries[message_id]["lock_remaining"] <= 30
+    assert entries[message_id]["retry"] is None
+    assert entries[claimed] == {
+        "id": claimed,
+        "state": "incoming",
+        "size": None,
+        "retry": None,
+        "retry_timestamp": None,
+        "locked": False,
+        "lock_remaining": None,
+    }
+
+
+def test_list_empty_json(run: Runner) -> None:
+    result = run("list", "--json")
+
+    assert result.status == 0
+    assert json.loads(result.out) == []
+
+
+def test_list_skips_vanished_id(run: Runner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    message_id = run.store(write_message(tmp_path, PLAIN))
+    vanished = str(uuid.uuid4())
+    listing = Session.get_all_messages
+
+    def list_with_vanished(self: Session) -> list[str]:
+        return [*listing(self), vanished]
+
+    monkeypatch.setattr(Session, "get_all_messages", list_with_vanished)
+
+    result = run("list")
+
+    assert result.status == 0
+    assert [line.split()[0] for line in result.lines[1:]] == [message_id]
+
+
+# show
+
+
+def test_show_output(run: Runner, tmp_path: Path) -> None:
+    path = write_message(tmp_path, b"Subject: hi\n\nbody\n")
+    message_id = run.store("--sender", "s@x", "--recipient", "a@x", "--recipient", "b@y", path)
+    timestamp = run.meta(message_id)["timestamp"]
+
+    result = run("show", message_id)
+
+    assert result.status == 0
+    assert result.lines == [
+        "attempts: 0",
+        "recipients: a@x, b@y",
+        "sender: s@x",
+        f"timestamp: {timestamp}",
+    ]
+
+
+def test_show_escapes_values(run: Runner) -> None:
+    with run.kit.connect() as session:
+        message_id = session.claim_message_id()
+        meta = {
+            "ehlo": "bad\x01name\n",
+            "ip": "\udcff\udcfe",
+            "receiver": "caf\u00e9 \\ \u0085",
+            "recipients": "\0t\tab@x\0\udce9@x",
+        }
+        session.set_message_meta(message_id, meta)
+
+    result = run("show", message_id)
+
+    assert result.lines == [
+        "ehlo: bad\\x01name\\n",
+        "ip: \\xff\\xfe",
+        "receiver: caf\u00e9 \\\\ \\u0085",
+        "recipients: t\\tab@x, \\xe9@x",
+    ]
+
+
+def test_show_json(run: Runner) -> None:
+    meta = {"sender": "s@x", "recipients": "\0a@x\0b@y", "ehlo": "\udcff"}
+    with run.kit.connect() as session:
+        message_id = session.claim_message_id()
+        session.set_message_meta(message_id, meta)
+
+    result = run("show", "--json", message_id)
+
+    assert result.status == 0
+    assert json.loads(result.out) == {"id": message_id, "meta": meta}
+
+
+def test_show_without_meta(run: Runner) -> None:
+    with run.kit.connect() as session:
+        message_id = session.claim_message_id()
+
+    result = run("show", message_id)
+
+    assert result.status == 0
+    assert result.out == b""
+
+
+# cat and delete
+
+
+def test_cat_without_contents(run: Runner) -> None:
+    with run.kit.connect() as session:
+        message_id = session.claim_message_id()
+
+    result = run("cat", message_id)
+
+    assert result.status == 1
+    assert result.out == b""
+    assert "has no contents" in result.err
+
+
+def test_delete_unknown_id(run: Runner) -> None:
+    result = run("delete", str(uuid.uuid4()))
+
+    assert result.status == 0
+    assert result.out == b""
+    assert result.err == ""
+
+
+def test_delete_twice(run: Runner, tmp_path: Path) -> None:
+    message_id = run.store(write_message(tmp_path, PLAIN))
+
+    first = run("delete", message_id)
+    second = run("delete", message_id)
+
+    assert first.status == 0
+    assert second.status == 0
+    assert run("cat", message_id).status == 1
+
+
+# errors
+
+
+@pytest.mark.parametrize("command", ["cat", "show"])
+def test_unknown_id(run: Runner, command: str) -> None:
+    unknown = str(uuid.uuid4())
+
+    result = run(command, unknown)
+
+    assert result.status == 1
+    assert result.out == b""
+    assert result.err.count("\n") == 1
+    assert result.err.startswith("slimta-storage: error: ")
+    assert unknown in result.err
+    assert "not found" in result.err
+
+
+@pytest.mark.parametrize("command", ["cat", "show", "delete"])
+def test_invalid_id(run: Runner, command: str) -> None:
+    result = run(command, "not an id")
+
+    assert result.status == 2
+    assert result.err.count("\n") == 1
+    assert "invalid message_id" in result.err
+
+
+def test_unreachable_redis() -> None:
+    port = unused_port()
+
+    result = console("--engine", f"redis://127.0.0.1:{port}/0", "list", url=None)
+
+    assert result.returncode == 1
+    assert result.stdout == b""
+    stderr = result.stderr.decode()
+    assert stderr.count("\n") == 1
+    assert stderr.startswith("slimta-storage: error: ")
+    assert f"127.0.0.1:{port}" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_unreachable_redis_store(tmp_path: Path) -> None:
+    port = unused_port()
+    path = write_message(tmp_path, PLAIN)
+
+    result = console("store", path, url=f"redis://127.0.0.1:{port}/0")
+
+    assert result.returncode == 1
+    assert result.stderr.decode().count("\n") == 1
+    assert str(port) in result.stderr.decode()
+
+
+def test_missing_engine(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("SLIMTA_STORAGE_URL", raising=False)
+
+    status = cli.main(["list"])
+
+    captured = capsys.readouterr()
+    assert status == 2
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1
+    assert "--engine" in captured.err
+    assert "SLIMTA_STORAGE_URL" in captured.err
+
+
+def test_missing_engine_console() -> None:
+    result = console("list", url=None)
+
+    assert result.returncode == 2
+    assert result.stderr.decode().count("\n") == 1
+    assert b"SLIMTA_STORAGE_URL" in result.stderr
+
+
+def test_engine_from_environment(
+    clean_redis: RedisServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SLIMTA_STORAGE_URL", clean_redis.url(OFFSET))
+
+    status = cli.main(["store", str(corpus_files()[0])])
+
+    assert status == 0
+    assert capsys.readouterr().out.strip() in {
+        member.decode() for member in clean_redis.client(OFFSET).smembers("message_ids")
+    }
+
+
+@pytest.mark.parametrize("url", ["http://localhost/", "memory://host", "redis://127.0.0.1:notaport/0"])
+def test_invalid_url(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    status = cli.main(["--engine", url, "list"])
+
+    captured = capsys.readouterr()
+    assert status == 2
+    assert captured.err.count("\n") == 1
+    assert captured.err.startswith("slimta-storage: error: invalid url")
+
+
+def test_offset_out_of_range(clean_redis: RedisServer, capsys: pytest.CaptureFixture[str]) -> None:
+    status = cli.main(["--engine", clean_redis.url(14), "list"])
+
+    captured = capsys.readouterr()
+    assert status == 2
+    assert captured.err.count("\n") == 1
+    assert "offset" in captured.err
+
+
+def test_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (
+        ["--engine", "memory://"],
+        ["--engine", "memory://", "bogus"],
+        ["--engine", "memory://", "cat"],
+    ):
+        assert cli.main(argv) == 2, argv
+        assert "usage:" in capsys.readouterr().err
+
+
+def test_help_describes_delete(capsys: pytest.CaptureFixture[str]) -> None:
+    status = cli.main(["delete", "--help"])
+
+    assert status == 0
+    assert "not stored is ignored" in " ".join(capsys.readouterr().out.split())
+
+
+def test_verbose_logs(kit: EngineKit, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_message(tmp_path, PLAIN)
+
+    status = cli.main(["-v", "store", path], engine=kit.engine)
+
+    captured = capsys.readouterr()
+    assert status == 0
+    assert f"claimed message id {captured.out.strip()}" in captured.err
+
+
+def test_memory_engine_url(capsys: pytest.CaptureFixture[str]) -> None:
+    status = cli.main(["--engine", "memory://", "list"])
+
+    assert status == 0
+    assert capsys.readouterr().out == "ID  STATE  SIZE  RETRY  LOCK\n"
