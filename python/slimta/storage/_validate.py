@@ -144,13 +144,28 @@ def _require_encodable(value: str, param: str) -> None:
 
 
 def redact_url(url: str) -> str:
-    """Return ``url`` with its password replaced by ``***``, for errors and logs."""
+    """Return ``url`` with its password hidden, for errors and logs.
+
+    The password of the ``user:password@`` part, and the value of any
+    query parameter whose name contains "pass", become ``***``.
+    """
     try:
         parts = urlsplit(url)
         password = parts.password
     except ValueError:
         return "(a URL that cannot be parsed)"
-    if password is None:
+
+    netloc = parts.netloc
+    if password is not None:
+        netloc = netloc.replace(f":{password}@", ":***@", 1)
+    query = "&".join(_redact_parameter(item) for item in parts.query.split("&")) if parts.query else ""
+    if netloc == parts.netloc and query == parts.query:
         return url
-    netloc = parts.netloc.replace(f":{password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
+    return parts._replace(netloc=netloc, query=query).geturl()
+
+
+def _redact_parameter(item: str) -> str:
+    name, equals, _ = item.partition("=")
+    if equals and "pass" in name.lower():
+        return f"{name}=***"
+    return item

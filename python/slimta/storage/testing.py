@@ -86,8 +86,12 @@ class RedisServer:
         return f"redis://{host}:{self.port}/{offset}"
 
     def client(self, db: int = 0) -> redis.Redis:
-        """Return a plain redis-py client on one database, for raw checks."""
-        return redis.Redis(host=self.host, port=self.port, db=db, socket_timeout=10)
+        """Return a plain redis-py client on one database, for raw checks.
+
+        It authenticates with the ``requirepass`` of ``config``, if any.
+        """
+        password = self.config.get("requirepass")
+        return redis.Redis(host=self.host, port=self.port, db=db, password=password, socket_timeout=10)
 
     def start(self) -> None:
         """Start the server on a free port and wait until it replies to PING."""
@@ -123,6 +127,9 @@ class RedisServer:
                 try:
                     if client.ping():
                         return
+                except redis.exceptions.AuthenticationError:
+                    # A server with requirepass replies NOAUTH: it is up.
+                    return
                 except redis.exceptions.BusyLoadingError:
                     pass
                 except redis.exceptions.ConnectionError:

@@ -47,15 +47,22 @@ class RedisEngine:
         # No retries inside redis-py: a write whose reply was lost must not
         # be sent again blindly, so every fault reaches the session. RESP2
         # keeps the replies of the scripts the same in every redis-py
-        # version: a Lua false is a nil reply, not a RESP3 boolean.
-        self._pool = redis.ConnectionPool(
-            host=host,
-            port=port,
+        # version: a Lua false is a nil reply, not a RESP3 boolean. When
+        # every connection is in use, connect() waits up to the connect
+        # timeout for one to come back.
+        self._connection_options: dict[str, Any] = {
+            "host": host,
+            "port": port,
+            "protocol": 2,
+            "retry": Retry(NoBackoff(), 0),
+            "connection_class": redis.SSLConnection if self._tls else redis.Connection,
+            **{key: value for key, value in options.items() if key not in ("ssl", "max_connections")},
+        }
+        self._pool = redis.BlockingConnectionPool(  # type: ignore[no-untyped-call]
             db=offset,
-            protocol=2,
-            retry=Retry(NoBackoff(), 0),
-            connection_class=redis.SSLConnection if self._tls else redis.Connection,
-            **{key: value for key, value in options.items() if key != "ssl"},
+            max_connections=options["max_connections"],
+            timeout=options["socket_connect_timeout"],
+            **self._connection_options,
         )
 
     def __repr__(self) -> str:
@@ -66,54 +73,61 @@ class RedisEngine:
     def connect(self) -> RedisSession:
         """Open a session on the engine, borrowing a pooled connection.
 
+        The first call also checks that the offset's four databases exist
+        and loads the Lua scripts.
+
         :raises InvalidArgument: the server lacks the offset's databases.
-        :raises StorageUnavailable: the server cannot be reached.
+        :raises StorageUnavailable: the server cannot be reached or used.
         """
-        link = self._open_link()
         if not self._offset_checked:
-            self._check_offset(link)
-        return RedisSession(link, self.offset)
+            self._check_server()
+        return RedisSession(Link(self._pool, self.host, self.port), self.offset)
 
     def close(self) -> None:
         """Close every idle connection of the pool; open sessions keep theirs."""
         self._pool.disconnect(inuse_connections=False)
 
-    def _open_link(self) -> Link:
-        try:
-            return Link(self._pool, self.host, self.port)
-        except Exception as error:
-            if _is_db_range_error(error.__cause__):
-                raise self._offset_error(None) from None
-            raise
+    def _check_server(self) -> None:
+        """Check the offset's databases and load every script, in one round trip.
 
-    def _check_offset(self, link: Link) -> None:
-        """Check the offset's databases and load every script, in one round trip."""
+        It runs on a connection of its own to database 0, because the
+        pooled connections select the offset as they connect, which fails
+        before a useful message can be given.
+        """
+        commands: list[tuple[Any, ...]] = [("SCRIPT", "LOAD", script.source) for script in SCRIPTS.values()]
+        commands.append(("EVALSHA", SCRIPTS["check_offset"].sha, 0, self.offset))
+        commands.append(("CONFIG", "GET", "databases"))
+
         with self._check_mutex:
-            commands: list[tuple[Any, ...]] = [
-                ("SCRIPT", "LOAD", script.source) for script in SCRIPTS.values()
-            ]
-            commands.append(("EVALSHA", SCRIPTS["check_offset"].sha, 0, self.offset))
+            if self._offset_checked:
+                return
+            probe_pool = redis.ConnectionPool(db=0, max_connections=1, **self._connection_options)
             try:
-                self._raise_first_failure(link, link.pipeline("connect", commands))
-            except Exception:
-                link.release()
-                raise
+                link = Link(probe_pool, self.host, self.port)
+                replies = link.pipeline("connect", commands)
+            finally:
+                probe_pool.disconnect()
+            self._raise_first_failure(link, replies)
             self._offset_checked = True
 
     def _raise_first_failure(self, link: Link, replies: list[Any]) -> None:
-        for reply in replies:
-            if _is_db_range_error(reply):
-                raise self._offset_error(self._count_databases(link))
+        *loads, check, databases = replies
+        for reply in loads:
             if isinstance(reply, Exception):
                 raise link.unavailable("connect", reply)
+        if _is_db_range_error(check):
+            raise self._offset_error(_databases_count(databases))
+        if isinstance(check, Exception):
+            raise self._select_error(link, check)
 
-    def _count_databases(self, link: Link) -> int | None:
-        try:
-            reply = link.command("connect", "CONFIG", "GET", "databases")
-            return int(reply[1])
-        except Exception:
-            log.debug("could not read the number of databases", exc_info=True)
-            return None
+    def _select_error(self, link: Link, error: Exception) -> Exception:
+        last = self.offset + _DATABASES - 1
+        message = (
+            f"Redis at {self.host}:{self.port} rejected SELECT of databases {self.offset} to {last}"
+            f" ({error}). The queue needs four databases, so use a server that offers them,"
+            " not a cluster or a proxy limited to database 0"
+        )
+        return link.unavailable("connect", error, message)
 
     def _offset_error(self, databases: int | None) -> InvalidArgument:
         last = self.offset + _DATABASES - 1
@@ -124,8 +138,17 @@ class RedisEngine:
         return InvalidArgument("offset", self.offset, rule)
 
 
-def _is_db_range_error(error: BaseException | None) -> bool:
-    return isinstance(error, redis_errors.ResponseError) and "DB index is out of range" in str(error)
+def _databases_count(reply: Any) -> int | None:
+    # CONFIG GET may be denied by an ACL; the error message then lacks the count.
+    if isinstance(reply, list) and len(reply) == 2:
+        return int(reply[1])
+    return None
+
+
+def _is_db_range_error(error: Any) -> bool:
+    # Redis 7 says "DB index is out of range", and "value is out of range"
+    # for an index beyond a 32-bit int.
+    return isinstance(error, redis_errors.ResponseError) and "out of range" in str(error)
 
 
 def new(
@@ -196,9 +219,14 @@ def from_url(url: str, **options: Any) -> RedisEngine:
     ``?socket_timeout=2.5``; keyword arguments override the URL.
     """
     _check_text("url", url)
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as error:
+        raise InvalidArgument("url", redact_url(url), f"cannot be parsed: {error}") from None
     if parts.scheme not in ("redis", "rediss"):
         raise InvalidArgument("url", redact_url(url), "must start with redis:// or rediss://")
+    if not parts.hostname:
+        raise InvalidArgument("url", redact_url(url), "must name a host, as in redis://127.0.0.1:6379/0")
 
     settings: dict[str, Any] = {"ssl": parts.scheme == "rediss"}
     if parts.username:
@@ -207,8 +235,7 @@ def from_url(url: str, **options: Any) -> RedisEngine:
         settings["password"] = unquote(parts.password)
     settings.update(_query_options(url, parts.query))
     settings.update(options)
-    host = parts.hostname or "localhost"
-    return new(host, _url_port(url, parts), _url_offset(url, parts.path), **settings)
+    return new(parts.hostname, _url_port(url, parts), _url_offset(url, parts.path), **settings)
 
 
 def _url_port(url: str, parts: Any) -> int:
@@ -228,7 +255,7 @@ def _url_offset(url: str, path: str) -> int:
     text = path.strip("/")
     if not text:
         return 0
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise InvalidArgument(
             "url", redact_url(url), "the path must be the database offset, such as /0 or /4"
         )

@@ -9,6 +9,7 @@ and the connection is dropped so the next call reconnects.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import redis
@@ -23,25 +24,50 @@ log = logging.getLogger(__name__)
 
 
 class Link:
-    """A connection borrowed from the engine's pool for one session."""
+    """A connection borrowed from the engine's pool for one session.
+
+    After a fork, the child borrows a connection of its own on its first
+    call, because sharing the parent's socket would mix up replies.
+    """
 
     def __init__(self, pool: redis.ConnectionPool, host: str, port: int) -> None:
         self._pool = pool
         self._host = host
         self._port = port
+        self._connection: Any = self._borrow()
+
+    def _borrow(self) -> Any:
+        self._pid = os.getpid()
         try:
-            # Typed as Any because redis-py leaves the Connection methods untyped.
-            self._connection: Any = pool.get_connection()
+            # Any, because redis-py leaves the Connection methods untyped.
+            connection: Any = self._pool.get_connection()
         except redis_errors.RedisError as error:
+            if "No connection available" in str(error):
+                raise self._pool_exhausted() from error
             raise self.unavailable("connect", error) from error
+        return connection
+
+    def _pool_exhausted(self) -> StorageUnavailable:
+        limit = self._pool.max_connections
+        message = (
+            f"no free connection to Redis at {self._host}:{self._port}: all {limit} connections of the"
+            " engine's pool are in use. Close sessions that are done, or raise max_connections"
+        )
+        return StorageUnavailable(message, host=self._host, port=self._port, operation="connect")
 
     def release(self) -> None:
         """Give the connection back to the pool."""
-        self._pool.release(self._connection)
+        if self._pid == os.getpid():
+            self._pool.release(self._connection)
+
+    def _current(self) -> Any:
+        if self._pid != os.getpid():
+            self._connection = self._borrow()
+        return self._connection
 
     def command(self, operation: str, *args: Any) -> Any:
         """Send one command and return its reply."""
-        connection = self._connection
+        connection = self._current()
         try:
             connection.send_command(*args)
             return connection.read_response()
@@ -59,7 +85,7 @@ class Link:
         An error reply of one command is returned in its place as a
         redis-py ``ResponseError``, so the caller decides what it means.
         """
-        connection = self._connection
+        connection = self._current()
         try:
             connection.send_packed_command(connection.pack_commands(commands))
             return [self._read_reply(connection) for _ in commands]
@@ -87,11 +113,12 @@ class Link:
             log.info("Redis at %s:%d lost script %s, sending it again", self._host, self._port, name)
             return self.command(operation, "EVAL", script.source, len(keys), *keys, *args)
 
-    def unavailable(self, operation: str, error: BaseException) -> StorageUnavailable:
+    def unavailable(self, operation: str, error: BaseException, message: str = "") -> StorageUnavailable:
         """Build the error for a failed operation, naming the server and the cause."""
-        where = f"Redis at {self._host}:{self._port}"
-        if isinstance(error, redis_errors.ResponseError):
-            message = f"{where} returned an error during {operation}: {error}"
-        else:
-            message = f"{where} is unavailable during {operation}: {error}"
+        if not message:
+            where = f"Redis at {self._host}:{self._port}"
+            if isinstance(error, redis_errors.ResponseError):
+                message = f"{where} returned an error during {operation}: {error}"
+            else:
+                message = f"{where} is unavailable during {operation}: {error}"
         return StorageUnavailable(message, host=self._host, port=self._port, operation=operation)

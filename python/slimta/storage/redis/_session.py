@@ -7,7 +7,9 @@ another writer stored and that are not valid UTF-8 survive a round trip.
 
 from __future__ import annotations
 
+import logging
 import uuid
+import weakref
 from typing import Any
 
 from .._errors import MessageNotFound
@@ -15,6 +17,8 @@ from ..session import MessageInfo, Session
 from ._link import Link
 
 __all__ = ["RedisSession"]
+
+log = logging.getLogger(__name__)
 
 MESSAGE_IDS = b"message_ids"
 RETRY_QUEUE = b"retry_queue"
@@ -45,6 +49,11 @@ def _lock_remaining(pttl: int) -> float | None:
     return pttl / 1000
 
 
+def _release_unclosed(link: Link) -> None:
+    log.warning("a Redis session was garbage-collected without close(); releasing its connection")
+    link.release()
+
+
 class RedisSession(Session):
     """A session on a :class:`RedisEngine`, holding one pooled connection."""
 
@@ -52,8 +61,12 @@ class RedisSession(Session):
         super().__init__()
         self._link = link
         self._offset = offset
+        # A session dropped without close() still gives its connection back
+        # to the pool, so forgotten sessions cannot use the pool up.
+        self._finalizer = weakref.finalize(self, _release_unclosed, link)
 
     def _do_close(self) -> None:
+        self._finalizer.detach()
         self._link.release()
 
     def _do_get_active_messages(self) -> list[str]:

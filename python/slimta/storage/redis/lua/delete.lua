@@ -1,6 +1,8 @@
-#!lua
+#!lua flags=allow-oom
 -- delete(KEYS: message_ids, retry_queue, message_id; ARGV: offset)
 -- Remove a message from all four databases in one atomic step.
+-- It may run while Redis is over maxmemory, because deleting frees memory
+-- and a full server must still be able to drain its queue.
 --
 -- KEYS[1]  message_ids: SET of stored ids, in db offset+0
 -- KEYS[2]  retry_queue: ZSET of ids scored by retry time, in db offset+0

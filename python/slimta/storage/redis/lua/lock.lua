@@ -1,6 +1,9 @@
-#!lua
+#!lua flags=allow-oom
 -- lock(KEYS: message_ids, message_id; ARGV: offset, length_ms, value)
 -- Take the lock of a stored message unless an unexpired lock exists.
+-- It may run while Redis is over maxmemory: a lock key is small, and
+-- relayers must be able to lock messages to deliver them and drain a
+-- full queue.
 --
 -- KEYS[1]  message_ids: SET of stored ids, in db offset+0
 -- KEYS[2]  the message id: its lock STRING in db offset+3
