@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from . import conformance
 from ._errors import InvalidArgument, MessageNotFound, StorageError
 from ._url import Engine, open_engine
 from ._version import SPEC_VERSION, __version__
@@ -93,7 +94,13 @@ def main(argv: Sequence[str] | None = None, *, engine: Engine | None = None) -> 
     ``argv`` defaults to ``sys.argv[1:]``. ``engine`` replaces the
     ``--engine`` option, so that several calls in one process can share
     one memory engine. The caller keeps it open and closes it.
+    ``conformance``, which opens engines of its own, has its own options
+    and parser in :mod:`slimta.storage.conformance`.
     """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["conformance"]:
+        return conformance.main(argv[1:])
+
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -136,6 +143,9 @@ engine URLs:
   memory://       an empty queue in this process, gone when the command ends
 
 There is no default engine: pass --engine or set {URL_VARIABLE}.
+
+{PROG} conformance [options] checks a binding against the conformance
+vectors; see {PROG} conformance --help.
 
 exit status: 0 on success, 1 when an operation failed, 2 on a usage error
 such as a missing engine, an invalid URL or an invalid message id.

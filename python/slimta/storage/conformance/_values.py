@@ -1,0 +1,326 @@
+"""Tagged values of the vectors, their JSON wire form, and how results are compared.
+
+Vectors write bytes, non-finite numbers and values found at run time as
+objects of exactly one ``$`` key. :func:`resolve` turns such a vector
+value into the Python value a call takes or returns. :func:`to_wire` and
+:func:`from_wire` convert between Python values and the JSON form that
+adapters exchange, which uses only ``$bytes``, ``$text_bytes`` and
+``$float``: the runner resolves the other tags itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+__all__ = [
+    "Variables",
+    "VectorValueError",
+    "WireError",
+    "canonical",
+    "decode_text_bytes",
+    "from_wire",
+    "render",
+    "resolve",
+    "same",
+    "text_to_bytes",
+    "to_report",
+    "to_wire",
+]
+
+Variables = Mapping[str, Any]
+
+_FLOATS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+# How much of a value a text report shows before cutting it.
+RENDER_LIMIT = 400
+
+
+class VectorValueError(ValueError):
+    """A tagged value of a vector is malformed or names an unbound variable."""
+
+
+class WireError(ValueError):
+    """A value has no JSON wire form, or a wire value is malformed."""
+
+
+def text_to_bytes(text: str) -> bytes:
+    """Return the stored form of text: UTF-8, with surrogate escapes as the bytes they encode."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+def decode_text_bytes(data: bytes) -> str:
+    """Return the text whose stored form is ``data``, keeping bytes that are not valid UTF-8."""
+    return data.decode("utf-8", "surrogateescape")
+
+
+def _tag(value: Any) -> str | None:
+    if isinstance(value, dict) and len(value) == 1:
+        (key,) = value
+        if isinstance(key, str) and key.startswith("$"):
+            return key
+    return None
+
+
+def _base64(encoded: Any, tag: str) -> bytes:
+    if not isinstance(encoded, str):
+        raise VectorValueError(f"{tag} must hold a base64 string, not {encoded!r}")
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except binascii.Error as error:
+        raise VectorValueError(f"{tag} contains invalid base64 {encoded[:40]!r}: {error}") from None
+
+
+# Vector values
+
+
+def resolve(value: Any, variables: Variables) -> Any:
+    """Resolve every tag in a vector value, returning the Python value it is.
+
+    :raises VectorValueError: a tag is unknown or malformed, or a ``$var``
+        names a variable that no earlier step bound.
+    """
+    tag = _tag(value)
+    if tag is not None:
+        return _resolve_tag(tag, value[tag], variables)
+    if isinstance(value, list):
+        return [resolve(item, variables) for item in value]
+    if isinstance(value, dict):
+        return {key: resolve(item, variables) for key, item in value.items()}
+    return value
+
+
+def _resolve_tag(tag: str, body: Any, variables: Variables) -> Any:
+    resolver = _RESOLVERS.get(tag)
+    if resolver is None:
+        known = ", ".join(_RESOLVERS)
+        raise VectorValueError(f"unknown tag {tag}; this runner knows {known}")
+    return resolver(body, variables)
+
+
+def _bytes_pattern(body: Any) -> bytes:
+    if not isinstance(body, dict) or set(body) != {"base64", "length"}:
+        raise VectorValueError(f"$bytes_pattern must hold base64 and length, not {body!r}")
+    pattern = _base64(body["base64"], "$bytes_pattern")
+    length = body["length"]
+    if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+        raise VectorValueError(f"$bytes_pattern length must be a whole number of at least 0, not {length!r}")
+    if not pattern and length:
+        raise VectorValueError("$bytes_pattern has an empty pattern but a length above 0")
+    if not length:
+        return b""
+    repeats = -(-length // len(pattern))
+    return (pattern * repeats)[:length]
+
+
+def _variable(name: Any, variables: Variables) -> Any:
+    if not isinstance(name, str):
+        raise VectorValueError(f"$var must hold a variable name, not {name!r}")
+    if name not in variables:
+        raise VectorValueError(f"variable {name!r} is not bound: no earlier step has bind: {name}")
+    return variables[name]
+
+
+def _float(name: Any) -> float:
+    if name not in _FLOATS:
+        raise VectorValueError(f'$float must be "nan", "inf" or "-inf", not {name!r}')
+    return _FLOATS[name]
+
+
+def _sorted(items: Any) -> list[Any]:
+    if not isinstance(items, list):
+        raise VectorValueError(f"$sorted must hold a list, not {items!r}")
+
+    def key(item: Any) -> bytes:
+        if isinstance(item, str):
+            return text_to_bytes(item)
+        if isinstance(item, bytes):
+            return item
+        raise VectorValueError(f"$sorted can only sort text and bytes, not {item!r}")
+
+    return sorted(items, key=key)
+
+
+def _concat(body: Any, variables: Variables) -> list[Any]:
+    if not isinstance(body, list):
+        raise VectorValueError(f"$concat must hold a list of lists, not {body!r}")
+    joined: list[Any] = []
+    for part in body:
+        resolved = resolve(part, variables)
+        if not isinstance(resolved, list):
+            raise VectorValueError(f"$concat can only join lists, not {resolved!r}")
+        joined += resolved
+    return joined
+
+
+def _text_repeat(body: Any) -> str:
+    if not isinstance(body, dict) or set(body) != {"text", "count"}:
+        raise VectorValueError(f"$text_repeat must hold text and count, not {body!r}")
+    text, count = body["text"], body["count"]
+    if not isinstance(text, str):
+        raise VectorValueError(f"$text_repeat text must be a string, not {text!r}")
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise VectorValueError(f"$text_repeat count must be a whole number of at least 0, not {count!r}")
+    return text * count
+
+
+_RESOLVERS: dict[str, Callable[[Any, Variables], Any]] = {
+    "$bytes": lambda body, _: _base64(body, "$bytes"),
+    "$bytes_pattern": lambda body, _: _bytes_pattern(body),
+    "$text_bytes": lambda body, _: decode_text_bytes(_base64(body, "$text_bytes")),
+    "$var": _variable,
+    "$float": lambda body, _: _float(body),
+    "$sorted": lambda body, variables: _sorted(resolve(body, variables)),
+    "$concat": _concat,
+    "$text_repeat": lambda body, _: _text_repeat(body),
+}
+
+
+# The wire form
+
+
+def to_wire(value: Any) -> Any:
+    """Return the JSON wire form of a Python value.
+
+    Bytes become ``$bytes``, text that is not valid UTF-8 (it contains
+    surrogate escapes) becomes ``$text_bytes`` and NaN and infinities
+    become ``$float``. Tuples become lists.
+
+    :raises WireError: the value has no wire form, such as a set, or
+        an object key that is not valid UTF-8.
+    """
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"$float": _float_name(value)}
+    if isinstance(value, str):
+        return _text_to_wire(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"$bytes": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, (list, tuple)):
+        return [to_wire(item) for item in value]
+    if isinstance(value, Mapping):
+        return {_key_to_wire(key): to_wire(item) for key, item in value.items()}
+    raise WireError(f"a value of type {type(value).__name__} has no JSON wire form: {value!r:.80}")
+
+
+def _float_name(value: float) -> str:
+    if math.isnan(value):
+        return "nan"
+    return "inf" if value > 0 else "-inf"
+
+
+def _text_to_wire(text: str) -> Any:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    else:
+        return text
+    try:
+        data = text_to_bytes(text)
+    except UnicodeEncodeError:
+        raise WireError(f"text {text!r:.80} contains a lone surrogate that encodes no byte") from None
+    return {"$text_bytes": base64.b64encode(data).decode("ascii")}
+
+
+def _key_to_wire(key: Any) -> str:
+    if not isinstance(key, str):
+        raise WireError(f"an object key must be text, not {key!r:.80}")
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        # JSON object keys cannot be tagged, so such a key has no portable form.
+        raise WireError(
+            f"object key {key!r:.80} is not valid UTF-8 and cannot be a JSON object key"
+        ) from None
+    return key
+
+
+def from_wire(value: Any) -> Any:
+    """Return the Python value of a JSON wire value.
+
+    :raises WireError: a tag other than ``$bytes``, ``$text_bytes`` and
+        ``$float``, or a malformed one.
+    """
+    tag = _tag(value)
+    if tag is not None:
+        return _tag_from_wire(tag, value[tag])
+    if isinstance(value, list):
+        return [from_wire(item) for item in value]
+    if isinstance(value, dict):
+        return {key: from_wire(item) for key, item in value.items()}
+    return value
+
+
+def _tag_from_wire(tag: str, body: Any) -> Any:
+    try:
+        if tag == "$bytes":
+            return _base64(body, tag)
+        if tag == "$text_bytes":
+            return decode_text_bytes(_base64(body, tag))
+        if tag == "$float":
+            return _float(body)
+    except VectorValueError as error:
+        raise WireError(str(error)) from None
+    raise WireError(f"tag {tag} is not allowed on the wire: only $bytes, $text_bytes and $float are")
+
+
+# Comparison
+
+
+def canonical(value: Any) -> Any:
+    """Return a hashable form of a value in which only equal values are equal.
+
+    Unlike ``==``, it distinguishes True from 1 and text from bytes, and NaN
+    equals NaN. An int equals the float of the same value.
+    """
+    if value is None or isinstance(value, (bool, int, float, str, bytes, bytearray, memoryview)):
+        return _canonical_scalar(value)
+    if isinstance(value, (list, tuple)):
+        return ("list", tuple(canonical(item) for item in value))
+    if isinstance(value, Mapping):
+        items = sorted((canonical(key), canonical(item)) for key, item in value.items())
+        return ("object", tuple(items))
+    return ("other", repr(value))
+
+
+def _canonical_scalar(value: Any) -> tuple[Any, ...]:
+    if value is None:
+        return ("null",)
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, float) and math.isnan(value):
+        return ("nan",)
+    if isinstance(value, (int, float)):
+        return ("number", value)
+    if isinstance(value, str):
+        return ("text", value)
+    return ("bytes", bytes(value))
+
+
+def same(left: Any, right: Any) -> bool:
+    """Return whether two values are deeply equal, distinguishing True from 1 and text from bytes."""
+    return bool(canonical(left) == canonical(right))
+
+
+def to_report(value: Any) -> Any:
+    """Return the wire form of a value for a report, or its Python repr when it has none."""
+    try:
+        return to_wire(value)
+    except WireError:
+        return repr(value)
+
+
+def render(value: Any, limit: int | None = RENDER_LIMIT) -> str:
+    """Return a value as one line of JSON in its wire form, cut after ``limit`` characters."""
+    try:
+        text = json.dumps(to_wire(value), sort_keys=True, ensure_ascii=False)
+    except WireError:
+        text = repr(value)
+    if limit is not None and len(text) > limit:
+        return f"{text[:limit]}... ({len(text)} characters)"
+    return text
