@@ -676,3 +676,50 @@ def test_memory_engine_url(capsys: pytest.CaptureFixture[str]) -> None:
 
     assert status == 0
     assert capsys.readouterr().out == "ID  STATE  SIZE  RETRY  LOCK\n"
+
+
+def console_to_full_disk(*args: str, url: str) -> subprocess.CompletedProcess[bytes]:
+    """Run the console script with its stdout on /dev/full, where every write fails."""
+    environment = {**os.environ, "SLIMTA_STORAGE_URL": url}
+    command = [sys.executable, "-m", "slimta.storage", *args]
+    with open("/dev/full", "wb") as full:
+        return subprocess.run(
+            command, env=environment, stdout=full, stderr=subprocess.PIPE, timeout=60, check=False
+        )
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_store_output_failure_leaves_nothing(clean_redis: RedisServer, tmp_path: Path) -> None:
+    path = write_message(tmp_path, PLAIN)
+
+    result = console_to_full_disk("store", path, url=clean_redis.url(OFFSET))
+
+    assert result.returncode == 1
+    assert b"Traceback" not in result.stderr
+    assert result.stderr.decode().count("\n") == 1
+    assert b"could not write the output" in result.stderr
+    assert key_counts(clean_redis) == [0, 0, 0, 0]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_cat_output_failure_one_line(clean_redis: RedisServer, tmp_path: Path) -> None:
+    url = clean_redis.url(OFFSET)
+    message_id = console("store", write_message(tmp_path, PLAIN), url=url).stdout.decode().strip()
+
+    result = console_to_full_disk("cat", message_id, url=url)
+
+    assert result.returncode == 1
+    assert b"Traceback" not in result.stderr
+    assert b"could not write the output" in result.stderr
+
+
+def test_list_skips_foreign_invalid_id(clean_redis: RedisServer, tmp_path: Path) -> None:
+    url = clean_redis.url(OFFSET)
+    message_id = console("store", write_message(tmp_path, PLAIN), url=url).stdout.decode().strip()
+    clean_redis.client(OFFSET).sadd("message_ids", "has space")
+
+    result = console("list", url=url)
+
+    assert result.returncode == 0
+    assert message_id in result.stdout.decode()
+    assert "'has space'" in result.stderr.decode()

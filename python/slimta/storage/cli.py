@@ -317,12 +317,21 @@ def _run(args: argparse.Namespace, engine: Engine | None) -> int:
     except BrokenPipeError:
         # The reader of stdout went away, as with "| head". Point stdout at
         # /dev/null so that the flush at exit does not fail a second time.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        _silence_stdout()
+        return EXIT_FAILURE
+    except OSError as error:
+        # Standard output could not be written, as on a full disk.
+        _silence_stdout()
+        _print_error(f"could not write the output: {error.strerror or error}")
         return EXIT_FAILURE
     except KeyboardInterrupt:
         _print_error("interrupted")
         return EXIT_INTERRUPTED
+
+
+def _silence_stdout() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 def _run_on_engine(args: argparse.Namespace, engine: Engine | None) -> int:
@@ -375,9 +384,21 @@ def _run_store(session: Session, args: argparse.Namespace) -> int:
         meta = _initial_meta(now, envelope)
         retry = None if args.retry is None else now + args.retry
         message_id = _store_message(session, contents, meta, retry)
-
-        print(message_id, flush=True)
+        _print_stored_id(session, message_id)
     return EXIT_OK
+
+
+def _print_stored_id(session: Session, message_id: str) -> None:
+    """Print the id of a stored message, deleting the message when the id cannot be printed.
+
+    Nobody could find a message whose id was lost, so it would stay in the
+    queue for nothing.
+    """
+    try:
+        print(message_id, flush=True)
+    except OSError:
+        session.delete_message(message_id)
+        raise
 
 
 def _read_file(path: str) -> bytes:
@@ -533,6 +554,9 @@ def _describe_all(session: Session) -> list[MessageInfo]:
             infos.append(session.describe_message(message_id))
         except MessageNotFound:
             log.debug("message %s was deleted while listing", message_id)
+        except InvalidArgument:
+            # Another writer stored an id this library would not create.
+            _print_warning(f"skipped the stored id {message_id!r}, which is not a valid message id")
     return infos
 
 
