@@ -187,6 +187,70 @@ def test_layout_four_databases() -> None:
     assert indexes == [0, 1, 2, 3]
 
 
+# Lifecycle
+
+
+def lifecycle_states() -> dict[str, dict[str, Any]]:
+    return {state["name"]: state for state in load_spec()["lifecycle"]["states"]}
+
+
+def lifecycle_transitions() -> list[dict[str, Any]]:
+    return list(load_spec()["lifecycle"]["transitions"])
+
+
+def test_lifecycle_state_names_unique() -> None:
+    names = [state["name"] for state in load_spec()["lifecycle"]["states"]]
+
+    assert len(names) == len(set(names))
+
+
+def test_lifecycle_transitions_name_methods() -> None:
+    names = set(method_ids())
+
+    for transition in lifecycle_transitions():
+        assert transition["method"] in names, transition
+
+
+def test_lifecycle_transitions_name_states() -> None:
+    states = lifecycle_states()
+
+    for transition in lifecycle_transitions():
+        assert transition["to"] in states, transition
+        assert transition.get("from", transition["to"]) in states, transition
+
+
+def test_lifecycle_transitions_unique() -> None:
+    keys = [(item.get("from"), item["to"], item["method"]) for item in lifecycle_transitions()]
+
+    assert len(keys) == len(set(keys))
+
+
+def test_lifecycle_has_start() -> None:
+    starts = [transition for transition in lifecycle_transitions() if "from" not in transition]
+
+    assert starts != []
+
+
+def test_lifecycle_states_reachable() -> None:
+    reached = {transition["to"] for transition in lifecycle_transitions() if "from" not in transition}
+    changed = True
+    while changed:
+        before = len(reached)
+        reached |= {item["to"] for item in lifecycle_transitions() if item.get("from") in reached}
+        changed = len(reached) != before
+
+    assert reached == set(lifecycle_states())
+
+
+def test_lifecycle_final_states_end() -> None:
+    leaving = {
+        item["from"] for item in lifecycle_transitions() if "from" in item and item["from"] != item["to"]
+    }
+
+    for name, state in lifecycle_states().items():
+        assert (name in leaving) != state.get("final", False), name
+
+
 # The Python binding
 
 

@@ -17,7 +17,7 @@ class StorageError(Exception):
     """Root of every error that slimta-storage raises.
 
     Each subclass stands for one error kind of the spec, named by
-    :attr:`kind`, so that a caller can catch all storage errors at once.
+    ``kind``, so that a caller can catch all storage errors at once.
     """
 
     kind: ClassVar[str] = "storage_error"
@@ -26,8 +26,9 @@ class StorageError(Exception):
 class InvalidArgument(StorageError, ValueError):
     """An argument has the wrong type or a value out of range.
 
-    The caller's fault: nothing was changed. :attr:`param` names the
-    parameter and :attr:`value` holds the rejected value.
+    The caller's fault: nothing was changed. ``param`` is the name of the
+    parameter, ``value`` the rejected value and ``rule`` the rule it
+    broke.
     """
 
     kind = "invalid_argument"
@@ -48,7 +49,7 @@ class InvalidArgument(StorageError, ValueError):
 class MessageNotFound(StorageError, LookupError):
     """The message id is not stored: never claimed, or deleted since.
 
-    :attr:`message_id` holds the id. Nothing was changed.
+    ``message_id`` is the id. Nothing was changed.
     """
 
     kind = "message_not_found"
@@ -73,9 +74,9 @@ class SessionClosed(StorageError, RuntimeError):
 class StorageUnavailable(StorageError, ConnectionError):
     """The storage could not be reached or used.
 
-    :attr:`host`, :attr:`port` and :attr:`operation` say where and during
-    what it failed, when the engine knows. A write that raised this error
-    may or may not have been applied.
+    ``host``, ``port`` and ``operation`` name the server and the operation
+    that failed, or are None when the engine does not know them. A write
+    that raised this error may or may not have been applied.
     """
 
     kind = "storage_unavailable"

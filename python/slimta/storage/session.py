@@ -31,6 +31,7 @@ class MessageInfo:
     """
 
     message_id: str
+    """The id of the message."""
     size: int | None
     """Length of the contents in bytes, or None when none were written."""
     retry: float | None
