@@ -36,6 +36,8 @@ HEADER = (
 
 # Public members of the Python Session that the spec does not list.
 PYTHON_EXTENSIONS = ["describe_message"]
+# Exception classes of the Python binding that refine an error kind of the spec.
+PYTHON_EXCEPTIONS = (("MessageTooLarge", "invalid_argument"),)
 
 NUMBER_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
 
@@ -602,6 +604,9 @@ def page_python(pages: Pages) -> str:
     for error in spec["errors"]:
         lines += [f".. autoexception:: slimta.storage.{error['python']}", ""]
         lines += [f"   Spec: :spec-error:`{error['kind']}`.", ""]
+    for name, kind in PYTHON_EXCEPTIONS:
+        lines += [f".. autoexception:: slimta.storage.{name}", ""]
+        lines += [f"   Python only: a kind of :spec-error:`{kind}` with more detail.", ""]
     lines += [
         *heading("Testing", "-"),
         ".. autoclass:: slimta.storage.testing.RedisServer",

@@ -184,6 +184,7 @@ VALID_ARGUMENTS: dict[str, Json] = {
     "contents": {"$bytes": b64(b"changed")},
     "timestamp": 200,
     "lock_length": 10,
+    "lock_owner": "relayer-7f3c",
 }
 
 # Bad values by spec type: (id suffix, value, what the value is).
@@ -224,6 +225,13 @@ BAD_VALUES: dict[str, tuple[tuple[str, Json, str], ...]] = {
         ("number", 1, "a number, not text"),
     ),
     "meta_value": (("number", 1, "a number, not text"),),
+    "lock_owner": (
+        ("empty", "", "empty"),
+        ("locked", "locked", "the value of locks without an owner"),
+        ("space", "relayer 1", "text with a space"),
+        ("too-long", {"$text_repeat": {"text": "o", "count": 256}}, "256 characters long"),
+        ("number", 7, "a number, not text"),
+    ),
     "contents": (
         ("text", "Subject: hi\r\n\r\nbody\r\n", "text, not bytes"),
         ("number", 1, "a number, not bytes"),

@@ -6,9 +6,12 @@ methods of the slimta-storage spec. Every error they raise derives from
 :class:`StorageError`.
 """
 
+import logging
+
 from ._errors import (
     InvalidArgument,
     MessageNotFound,
+    MessageTooLarge,
     SessionClosed,
     StorageError,
     StorageUnavailable,
@@ -23,6 +26,7 @@ __all__ = [
     "InvalidArgument",
     "MessageInfo",
     "MessageNotFound",
+    "MessageTooLarge",
     "Session",
     "SessionClosed",
     "StorageError",
@@ -30,3 +34,7 @@ __all__ = [
     "__version__",
     "open_engine",
 ]
+
+# The application decides where log records go; without its own set-up,
+# nothing is printed, not even warnings.
+logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 __all__ = [
     "InvalidArgument",
     "MessageNotFound",
+    "MessageTooLarge",
     "SessionClosed",
     "StorageError",
     "StorageUnavailable",
@@ -44,6 +45,33 @@ class InvalidArgument(StorageError, ValueError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.param, self.value, self.rule))
+
+
+class _SizeOnly(int):
+    """The size of rejected contents, shown as such in error messages."""
+
+    def __repr__(self) -> str:
+        return f"<{int(self)} bytes>"
+
+
+class MessageTooLarge(InvalidArgument):
+    """The contents are longer than the engine can store.
+
+    Its error kind is ``invalid_argument``. ``size`` and ``limit`` are in
+    bytes. A mail server would reject such a message, for example with
+    SMTP reply 552. Nothing was stored.
+    """
+
+    def __init__(self, size: int, limit: int, setting: str) -> None:
+        rule = f"{size} bytes are over the limit of {limit} bytes ({setting})"
+        rule += "; reject the message, or raise that limit"
+        super().__init__("contents", _SizeOnly(size), rule)
+        self.size = size
+        self.limit = limit
+        self.setting = setting
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.size, self.limit, self.setting))
 
 
 class MessageNotFound(StorageError, LookupError):

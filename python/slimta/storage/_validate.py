@@ -15,15 +15,18 @@ from urllib.parse import urlsplit
 from ._errors import InvalidArgument
 
 __all__ = [
+    "LEGACY_LOCK_VALUE",
     "MAX_ID_LENGTH",
     "MAX_LOCK_LENGTH",
     "MAX_META_KEY_LENGTH",
     "contents",
     "lock_length_ms",
+    "lock_owner",
     "message_id",
     "meta",
     "meta_key",
     "meta_value",
+    "optional_lock_owner",
     "optional_timestamp",
     "redact_url",
     "timestamp",
@@ -32,6 +35,8 @@ __all__ = [
 MAX_ID_LENGTH = 255
 MAX_META_KEY_LENGTH = 255
 MAX_LOCK_LENGTH = 31_536_000  # one year, in seconds
+# The value of a lock taken without an owner, as version 1.0 writers store it.
+LEGACY_LOCK_VALUE = "locked"
 
 _ID_PATTERN = re.compile(rf"[\x21-\x7e]{{1,{MAX_ID_LENGTH}}}")
 
@@ -110,6 +115,29 @@ def lock_length_ms(value: Any, param: str = "length") -> int:
     # Rounding to 6 places first drops float noise such as 2.007 * 1000 ==
     # 2007.0000000000002, which would otherwise round up to 2008 ms.
     return max(1, math.ceil(round(number * 1000, 6)))
+
+
+def lock_owner(value: Any, param: str = "owner") -> str:
+    if not isinstance(value, str):
+        raise InvalidArgument(param, value, "a lock owner must be a str, such as str(uuid.uuid4())")
+    if _ID_PATTERN.fullmatch(value) is None:
+        raise InvalidArgument(
+            param,
+            value,
+            f"a lock owner must be 1 to {MAX_ID_LENGTH} printable ASCII characters without spaces,"
+            " such as str(uuid.uuid4())",
+        )
+    if value == LEGACY_LOCK_VALUE:
+        raise InvalidArgument(
+            param, value, "is the value of locks taken without an owner; use a random UUID instead"
+        )
+    return value
+
+
+def optional_lock_owner(value: Any, param: str = "owner") -> str | None:
+    if value is None:
+        return None
+    return lock_owner(value, param)
 
 
 def _number(value: Any, param: str, what: str) -> float:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ._errors import MessageNotFound
+from ._validate import LEGACY_LOCK_VALUE
 from .session import MessageInfo, Session
 
 __all__ = ["MemoryEngine", "MemorySession", "new"]
@@ -32,6 +33,7 @@ class _Message:
     contents: bytes | None = None
     retry: float | None = None
     lock_expires: float | None = None
+    lock_value: str = LEGACY_LOCK_VALUE
 
 
 class _Store:
@@ -53,6 +55,12 @@ class _Store:
 
     def is_locked(self, message: _Message) -> bool:
         return message.lock_expires is not None and message.lock_expires > self.clock()
+
+    def new_id(self) -> str:
+        message_id = str(uuid.uuid4())
+        while message_id in self.messages:
+            message_id = str(uuid.uuid4())
+        return message_id
 
     def set_retry(self, message_id: str, message: _Message, timestamp: float | None) -> None:
         if message.retry is not None:
@@ -120,10 +128,17 @@ class MemorySession(Session):
     def _do_claim_message_id(self) -> str:
         store = self._store
         with store.mutex:
-            message_id = str(uuid.uuid4())
-            while message_id in store.messages:
-                message_id = str(uuid.uuid4())
+            message_id = store.new_id()
             store.messages[message_id] = _Message()
+            return message_id
+
+    def _do_store_message(self, meta: dict[str, str], contents: bytes, retry: float | None) -> str:
+        store = self._store
+        with store.mutex:
+            message_id = store.new_id()
+            message = _Message(meta=dict(meta), contents=contents)
+            store.messages[message_id] = message
+            store.set_retry(message_id, message, retry)
             return message_id
 
     def _do_set_message_meta(self, message_id: str, meta: dict[str, str]) -> None:
@@ -159,20 +174,35 @@ class MemorySession(Session):
         with store.mutex:
             store.set_retry(message_id, store.find(message_id), timestamp)
 
-    def _do_lock_message(self, message_id: str, length_ms: int) -> bool:
+    def _do_lock_message(self, message_id: str, length_ms: int, owner: str | None) -> bool:
         store = self._store
         with store.mutex:
             message = store.find(message_id)
             if store.is_locked(message):
                 return False
             message.lock_expires = store.clock() + length_ms / 1000
+            message.lock_value = owner or LEGACY_LOCK_VALUE
             return True
 
-    def _do_unlock_message(self, message_id: str) -> None:
-        with self._store.mutex:
-            message = self._store.messages.get(message_id)
-            if message is not None:
-                message.lock_expires = None
+    def _do_refresh_lock(self, message_id: str, length_ms: int, owner: str) -> bool:
+        store = self._store
+        with store.mutex:
+            message = store.find(message_id)
+            if not store.is_locked(message) or message.lock_value != owner:
+                return False
+            message.lock_expires = store.clock() + length_ms / 1000
+            return True
+
+    def _do_unlock_message(self, message_id: str, owner: str | None) -> bool:
+        store = self._store
+        with store.mutex:
+            message = store.messages.get(message_id)
+            if message is None or not store.is_locked(message):
+                return False
+            if owner is not None and message.lock_value != owner:
+                return False
+            message.lock_expires = None
+            return True
 
     def _do_delete_message(self, message_id: str) -> None:
         store = self._store

@@ -119,6 +119,23 @@ class Session(abc.ABC):
         log.debug("claimed message id %s", message_id)
         return message_id
 
+    def store_message(self, meta: Mapping[str, str], contents: bytes, retry: float | None = None) -> str:
+        """Store a new message whole, in one step.
+
+        Creates a new id and stores ``meta``, ``contents`` and the optional
+        ``retry`` time with it atomically: a reader sees all of the message
+        or none of it, and a fault leaves nothing behind. Returns the id.
+
+        :raises MessageTooLarge: the contents are longer than the engine can store.
+        """
+        self._check_open()
+        checked_meta = validate.meta(meta)
+        checked_contents = validate.contents(contents)
+        checked_retry = validate.optional_timestamp(retry, "retry")
+        message_id = self._do_store_message(checked_meta, checked_contents, checked_retry)
+        log.debug("stored message %s, %d bytes", message_id, len(checked_contents))
+        return message_id
+
     def set_message_meta(self, message_id: str, meta: Mapping[str, str]) -> None:
         """Replace the whole meta of a message.
 
@@ -202,27 +219,49 @@ class Session(abc.ABC):
         checked_timestamp = validate.timestamp(timestamp)
         self._do_set_message_retry(checked_id, checked_timestamp)
 
-    def lock_message(self, message_id: str, length: float) -> bool:
+    def lock_message(self, message_id: str, length: float, owner: str | None = None) -> bool:
         """Take the lock of a message for a while.
 
         Returns True when this call took the lock for ``length`` seconds,
-        and False while an unexpired lock exists.
+        and False while an unexpired lock exists, even one of the same
+        ``owner``. With an ``owner``, such as ``str(uuid.uuid4())``, only
+        that owner's :meth:`unlock_message` and :meth:`refresh_lock` act on
+        the lock.
 
         :raises MessageNotFound: the id is not stored.
         """
         self._check_open()
         checked_id = validate.message_id(message_id)
         length_ms = validate.lock_length_ms(length)
-        return self._do_lock_message(checked_id, length_ms)
+        checked_owner = validate.optional_lock_owner(owner)
+        return self._do_lock_message(checked_id, length_ms, checked_owner)
 
-    def unlock_message(self, message_id: str) -> None:
-        """Release the lock of a message.
+    def refresh_lock(self, message_id: str, length: float, owner: str) -> bool:
+        """Extend a lock that this owner holds.
 
-        Does nothing when the message has no lock or is not stored.
+        Sets the lock to expire ``length`` seconds from now while ``owner``
+        holds it. Returns False, changing nothing, when the message has no
+        unexpired lock or another owner holds it.
+
+        :raises MessageNotFound: the id is not stored.
         """
         self._check_open()
         checked_id = validate.message_id(message_id)
-        self._do_unlock_message(checked_id)
+        length_ms = validate.lock_length_ms(length)
+        checked_owner = validate.lock_owner(owner)
+        return self._do_refresh_lock(checked_id, length_ms, checked_owner)
+
+    def unlock_message(self, message_id: str, owner: str | None = None) -> bool:
+        """Release the lock of a message.
+
+        Removes any lock, or with ``owner`` only the lock that this owner
+        holds, and returns True when it removed one. Does nothing when the
+        message has no lock or is not stored.
+        """
+        self._check_open()
+        checked_id = validate.message_id(message_id)
+        checked_owner = validate.optional_lock_owner(owner)
+        return self._do_unlock_message(checked_id, checked_owner)
 
     def delete_message(self, message_id: str) -> None:
         """Remove a message and everything stored for it.
@@ -266,6 +305,9 @@ class Session(abc.ABC):
     def _do_claim_message_id(self) -> str: ...
 
     @abc.abstractmethod
+    def _do_store_message(self, meta: dict[str, str], contents: bytes, retry: float | None) -> str: ...
+
+    @abc.abstractmethod
     def _do_set_message_meta(self, message_id: str, meta: dict[str, str]) -> None: ...
 
     @abc.abstractmethod
@@ -287,10 +329,13 @@ class Session(abc.ABC):
     def _do_set_message_retry(self, message_id: str, timestamp: float) -> None: ...
 
     @abc.abstractmethod
-    def _do_lock_message(self, message_id: str, length_ms: int) -> bool: ...
+    def _do_lock_message(self, message_id: str, length_ms: int, owner: str | None) -> bool: ...
 
     @abc.abstractmethod
-    def _do_unlock_message(self, message_id: str) -> None: ...
+    def _do_refresh_lock(self, message_id: str, length_ms: int, owner: str) -> bool: ...
+
+    @abc.abstractmethod
+    def _do_unlock_message(self, message_id: str, owner: str | None) -> bool: ...
 
     @abc.abstractmethod
     def _do_delete_message(self, message_id: str) -> None: ...

@@ -26,6 +26,10 @@ DEFAULT_SOCKET_TIMEOUT = 10.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_MAX_CONNECTIONS = 100
 _DATABASES = 4
+# Redis's default limit on one bulk string, which bounds the contents.
+DEFAULT_PROTO_MAX_BULK_LEN = 512 * 1024 * 1024
+# The settings read at the first connect.
+_SETTINGS = ("databases", "proto-max-bulk-len", "appendonly", "save")
 
 
 class RedisEngine:
@@ -43,6 +47,7 @@ class RedisEngine:
         self._tls = bool(options.get("ssl"))
         self._offset_checked = False
         self._check_mutex = threading.Lock()
+        self._max_contents = DEFAULT_PROTO_MAX_BULK_LEN
 
         # No retries inside redis-py: a write whose reply was lost must not
         # be sent again blindly, so every fault reaches the session. RESP2
@@ -81,7 +86,7 @@ class RedisEngine:
         """
         if not self._offset_checked:
             self._check_server()
-        return RedisSession(Link(self._pool, self.host, self.port), self.offset)
+        return RedisSession(Link(self._pool, self.host, self.port), self.offset, self._max_contents)
 
     def close(self) -> None:
         """Close every idle connection of the pool; open sessions keep theirs."""
@@ -96,7 +101,7 @@ class RedisEngine:
         """
         commands: list[tuple[Any, ...]] = [("SCRIPT", "LOAD", script.source) for script in SCRIPTS.values()]
         commands.append(("EVALSHA", SCRIPTS["check_offset"].sha, 0, self.offset))
-        commands.append(("CONFIG", "GET", "databases"))
+        commands.append(("CONFIG", "GET", *_SETTINGS))
 
         with self._check_mutex:
             if self._offset_checked:
@@ -107,18 +112,34 @@ class RedisEngine:
                 replies = link.pipeline("connect", commands)
             finally:
                 probe_pool.disconnect()
-            self._raise_first_failure(link, replies)
+            *loads, check, config_reply = replies
+            settings = _settings(config_reply)
+            self._raise_first_failure(link, loads, check, settings)
+            self._apply_settings(settings)
             self._offset_checked = True
 
-    def _raise_first_failure(self, link: Link, replies: list[Any]) -> None:
-        *loads, check, databases = replies
+    def _raise_first_failure(
+        self, link: Link, loads: list[Any], check: Any, settings: dict[str, str]
+    ) -> None:
         for reply in loads:
             if isinstance(reply, Exception):
                 raise link.unavailable("connect", reply)
         if _is_db_range_error(check):
-            raise self._offset_error(_databases_count(databases))
+            databases = settings.get("databases")
+            raise self._offset_error(int(databases) if databases else None)
         if isinstance(check, Exception):
             raise self._select_error(link, check)
+
+    def _apply_settings(self, settings: dict[str, str]) -> None:
+        if "proto-max-bulk-len" in settings:
+            self._max_contents = int(settings["proto-max-bulk-len"])
+        if settings.get("appendonly") == "no" and settings.get("save") == "":
+            log.warning(
+                'Redis at %s:%d persists nothing (appendonly no, save ""): a restart of the server'
+                " loses the whole queue. Turn on AOF or RDB snapshots.",
+                self.host,
+                self.port,
+            )
 
     def _select_error(self, link: Link, error: Exception) -> Exception:
         last = self.offset + _DATABASES - 1
@@ -138,11 +159,17 @@ class RedisEngine:
         return InvalidArgument("offset", self.offset, rule)
 
 
-def _databases_count(reply: Any) -> int | None:
-    # CONFIG GET may be denied by an ACL; the error message then lacks the count.
-    if isinstance(reply, list) and len(reply) == 2:
-        return int(reply[1])
-    return None
+def _settings(reply: Any) -> dict[str, str]:
+    """Turn the reply of CONFIG GET into a dict, empty when the command was denied.
+
+    An ACL may deny CONFIG. The engine then assumes Redis's default limit,
+    checks no persistence, and names no count in offset errors.
+    """
+    if not isinstance(reply, list):
+        log.debug("CONFIG GET failed, so the server's settings are unknown: %s", reply)
+        return {}
+    items = [item.decode("utf-8", "replace") for item in reply]
+    return dict(zip(items[::2], items[1::2], strict=True))
 
 
 def _is_db_range_error(error: Any) -> bool:

@@ -18,7 +18,7 @@ import redis.exceptions as redis_errors
 from .._errors import StorageUnavailable
 from ._scripts import SCRIPTS
 
-__all__ = ["Link"]
+__all__ = ["Link", "is_connection_fault"]
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +65,22 @@ class Link:
             self._connection = self._borrow()
         return self._connection
 
-    def command(self, operation: str, *args: Any) -> Any:
-        """Send one command and return its reply."""
+    def command(self, operation: str, *args: Any, retry: bool = False) -> Any:
+        """Send one command and return its reply.
+
+        With ``retry``, a connection fault is followed by one more try on a
+        new connection. Only reads and writes that are safe to repeat may
+        ask for it.
+        """
+        try:
+            return self._command(operation, *args)
+        except StorageUnavailable as error:
+            if not (retry and is_connection_fault(error)):
+                raise
+            log.warning("%s failed, trying once more: %s", operation, error)
+            return self._command(operation, *args)
+
+    def _command(self, operation: str, *args: Any) -> Any:
         connection = self._current()
         try:
             connection.send_command(*args)
@@ -102,16 +116,31 @@ class Link:
         except redis_errors.ResponseError as error:
             return error
 
-    def script(self, operation: str, name: str, keys: list[Any], args: list[Any]) -> Any:
-        """Run a Lua script by its SHA1, sending its source once after NOSCRIPT."""
+    def script(
+        self, operation: str, name: str, keys: list[Any], args: list[Any], *, retry: bool = False
+    ) -> Any:
+        """Run a Lua script by its SHA1, sending its source once after NOSCRIPT.
+
+        ``retry`` means what it means for :meth:`command`.
+        """
+        try:
+            return self._script(operation, name, keys, args)
+        except StorageUnavailable as error:
+            if not (retry and is_connection_fault(error)):
+                raise
+            log.warning("%s failed, trying once more: %s", operation, error)
+            return self._script(operation, name, keys, args)
+
+    def _script(self, operation: str, name: str, keys: list[Any], args: list[Any]) -> Any:
         script = SCRIPTS[name]
         try:
-            return self.command(operation, "EVALSHA", script.sha, len(keys), *keys, *args)
+            return self._command(operation, "EVALSHA", script.sha, len(keys), *keys, *args)
         except redis_errors.NoScriptError:
             # The server restarted or its script cache was flushed since the
-            # engine loaded every script at its first connect.
+            # engine loaded every script at its first connect. NOSCRIPT
+            # means the script did not run, so sending it again is safe.
             log.info("Redis at %s:%d lost script %s, sending it again", self._host, self._port, name)
-            return self.command(operation, "EVAL", script.source, len(keys), *keys, *args)
+            return self._command(operation, "EVAL", script.source, len(keys), *keys, *args)
 
     def unavailable(self, operation: str, error: BaseException, message: str = "") -> StorageUnavailable:
         """Build the error for a failed operation, naming the server and the cause."""
@@ -122,3 +151,12 @@ class Link:
             else:
                 message = f"{where} is unavailable during {operation}: {error}"
         return StorageUnavailable(message, host=self._host, port=self._port, operation=operation)
+
+
+def is_connection_fault(error: StorageUnavailable) -> bool:
+    """Tell whether ``error`` came from the connection rather than from an error reply.
+
+    After a connection fault the request may or may not have run, and the
+    connection was dropped, so the next call reconnects.
+    """
+    return not isinstance(error.__cause__, redis_errors.ResponseError)

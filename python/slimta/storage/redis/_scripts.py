@@ -37,10 +37,12 @@ _NAMES = (
     "get_meta",
     "get_meta_key",
     "lock",
+    "refresh_lock",
     "set_contents",
     "set_meta",
     "set_meta_key",
     "set_retry",
+    "store",
     "unlock",
 )
 
