@@ -247,8 +247,8 @@ def valid_args(method: Method) -> dict[str, Json]:
     return {param.name: VALID_ARGUMENTS[param.type] for param in method.params}
 
 
-def store_message_steps() -> list[Json]:
-    """Return steps that store message m1 with meta, contents and a retry time."""
+def write_message_steps() -> list[Json]:
+    """Return steps that claim message m1 and write its meta, contents and retry time one by one."""
     return [
         call("claim_message_id", bind="m1"),
         call("set_message_meta", {"message_id": var("m1"), "meta": STORED_META}, returns(None)),
@@ -258,7 +258,7 @@ def store_message_steps() -> list[Json]:
 
 
 def unchanged_steps() -> list[Json]:
-    """Return steps that check m1 is exactly as store_message_steps left it."""
+    """Return steps that check m1 is exactly as write_message_steps left it."""
     message = {"message_id": var("m1")}
     return [
         call("get_message_meta", message, returns(STORED_META)),
@@ -293,7 +293,7 @@ def invalid_cases(method: Method, param: Param, config: Json) -> Iterator[Json]:
                 " and changes nothing stored."
             ),
             "steps": [
-                *store_message_steps(),
+                *write_message_steps(),
                 call(method.name, args, raises("invalid_argument")),
                 *unchanged_steps(),
             ],
@@ -420,7 +420,7 @@ def implied_capabilities(case: Json) -> set[str]:
             implied.add("engine:redis")
         if isinstance(step, dict) and "advance" in step:
             implied.add("clock")
-    if "layout" in case:
+    if "layout" in case or "server_config" in case:
         implied.add("engine:redis")
     return implied
 

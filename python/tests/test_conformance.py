@@ -37,7 +37,7 @@ RUN_TIMEOUT = 300.0
 
 # The broken engines of broken_engines.py and the cases they must fail.
 BROKEN_MUST_FAIL = {
-    "leaky_delete": {"delete-leaves-no-keys", "foreign-lua-writer-message"},
+    "leaky_delete": {"delete-leaves-no-keys", "foreign-lua-writer-message", "stale-writes-after-delete"},
     "merging_meta": {"meta-replace-drops-old-keys", "meta-replace-empty-removes-all"},
     "unordered_deferred": {"deferred-orders-by-time", "deferred-ties-by-id"},
 }
@@ -160,6 +160,10 @@ def test_broken_engine_fails_its_cases(runs: dict[str, Run], factory: str) -> No
 
 def test_leaky_delete_fails_only_on_lock_keys(runs: dict[str, Run]) -> None:
     for case_id, case in runs["leaky_delete"].failed().items():
+        if case["where"].endswith(" unlock_message"):
+            # The stale owner's unlock found the lock key that the delete left.
+            assert case["got"]["value"] is True, case_id
+            continue
         assert case["where"] == "layout", case_id
         others = case["got"]["other_keys"]
         assert others, case_id

@@ -403,6 +403,102 @@ def test_redis_url_missing_databases(clean_redis: RedisServer, run: Any) -> None
     assert "could not read database 16" in result.err
 
 
+# server_config
+
+LIMIT = "proto-max-bulk-len"
+ONE_MIB = 1024 * 1024
+
+
+def write_cases(directory: Path, cases: list[dict[str, Any]]) -> Path:
+    directory.mkdir()
+    document = {"vector_format": "1.1", "spec_version": "1.1.0", "group": "g", "cases": cases}
+    (directory / "g.json").write_text(json.dumps(document))
+    return directory
+
+
+def over_limit_case(case_id: str, expect: dict[str, Any]) -> dict[str, Any]:
+    """Return a case that lowers the limit to 1 MiB and stores 1 MiB and 1 byte of contents."""
+    contents = {"$bytes_pattern": {"base64": "eA==", "length": ONE_MIB + 1}}
+    return {
+        "id": case_id,
+        "server_config": {LIMIT: str(ONE_MIB)},
+        "steps": [
+            {"call": "store_message", "args": {"meta": {}, "contents": contents}, "expect": expect},
+        ],
+    }
+
+
+@pytest.mark.parametrize("target", ["in-process", "adapter"])
+def test_server_config_applied_and_restored(
+    tmp_path: Path, clean_redis: RedisServer, run: Any, target: str
+) -> None:
+    before = clean_redis.client().config_get(LIMIT)[LIMIT]
+    cases = [
+        over_limit_case("rejected-over-limit", {"error": "invalid_argument"}),
+        over_limit_case("fails-on-purpose", {"match": "any"}),
+    ]
+    vectors = write_cases(tmp_path / "vectors", cases)
+    adapter = ["--adapter", ADAPTER] if target == "adapter" else []
+    result = run("--engine", clean_redis.url(OFFSET), *adapter, vectors=vectors)
+
+    # The first case passes only with the lowered limit, because Redis's default is 512 MiB.
+    assert result.line("rejected-over-limit") == "PASS rejected-over-limit"
+    assert result.line("fails-on-purpose").startswith(
+        "FAIL fails-on-purpose: step 1 store_message: expected any value, got error invalid_argument"
+    )
+    assert result.status == 1
+    assert int(before) > ONE_MIB
+    assert clean_redis.client().config_get(LIMIT)[LIMIT] == before
+
+
+@pytest.mark.parametrize(
+    ("server_config", "reason"),
+    [
+        ({"no-such-setting": "1"}, "has no setting no-such-setting"),
+        ({LIMIT: "1000"}, f"rejected CONFIG SET {LIMIT} 1000"),
+    ],
+)
+def test_server_config_rejected_skips(
+    tmp_path: Path, clean_redis: RedisServer, run: Any, server_config: dict[str, str], reason: str
+) -> None:
+    before = clean_redis.client().config_get(LIMIT)[LIMIT]
+    case = {
+        "id": "rejected-setting",
+        "server_config": server_config,
+        "steps": [{"call": "get_all_messages", "expect": {"value": [], "match": "unordered"}}],
+    }
+    vectors = write_cases(tmp_path / "vectors", [case])
+    result = run("--engine", clean_redis.url(OFFSET), vectors=vectors)
+    line = result.line("rejected-setting")
+
+    assert result.status == 0
+    assert line.startswith("SKIP rejected-setting: needs server_config, which the runner could not apply: ")
+    assert reason in line
+    assert clean_redis.client().config_get(LIMIT)[LIMIT] == before
+
+
+def test_server_config_skipped_on_memory(tmp_path: Path, run: Any) -> None:
+    vectors = write_cases(
+        tmp_path / "vectors", [over_limit_case("redis-only", {"error": "invalid_argument"})]
+    )
+    result = run(vectors=vectors)
+
+    assert result.line("redis-only") == "SKIP redis-only: needs engine:redis"
+
+
+@pytest.mark.parametrize(
+    "server_config",
+    [{}, {LIMIT: 1048576}, {"proto-max-*": "1048576"}, [LIMIT, "1048576"]],
+    ids=["empty", "number", "pattern", "list"],
+)
+def test_server_config_shape_checked(tmp_path: Path, server_config: Any) -> None:
+    case = {"id": "bad-config", "server_config": server_config, "steps": []}
+    vectors = write_cases(tmp_path / "vectors", [case])
+
+    with pytest.raises(conformance.VectorError, match="server_config must be a non-empty object"):
+        conformance.load_vectors(vectors)
+
+
 def test_binding_without_engine_is_usage_error(tmp_path: Path, run: Any) -> None:
     adapter = tmp_path / "memory_only.py"
     adapter.write_text(

@@ -136,11 +136,15 @@ def test_implied_capabilities_added() -> None:
     lock = {case["id"]: case for case in json.loads((VECTORS / "lock.json").read_bytes())["cases"]}
     storage = json.loads((VECTORS / "storage.json").read_bytes())["cases"]
     layout = json.loads((VECTORS / "layout.json").read_bytes())["cases"]
+    contents = json.loads((VECTORS / "contents.json").read_bytes())["cases"]
+    configured = [case for case in contents if "server_config" in case]
 
     assert lock["lock-expiry-frees-lock"]["capabilities"] == ["clock", "real-time"]
     assert lock["lock-second-call-loses"]["capabilities"] == []
     assert storage[0]["capabilities"] == ["engine:redis"]
     assert all("engine:redis" in case["capabilities"] for case in layout)
+    assert configured
+    assert all(case["capabilities"] == ["engine:redis"] for case in configured)
 
 
 def test_expansion_ids() -> None:
@@ -474,6 +478,16 @@ BAD_FIELDS = [
         id="engines",
     ),
     pytest.param({"owner": "me"}, "('owner' was unexpected)", id="field"),
+    pytest.param(
+        {"server_config": {"proto-max-bulk-len": 1048576}},
+        "1048576 is not of type 'string'",
+        id="server-config",
+    ),
+    pytest.param(
+        {"capabilities": ["engine:memory"], "server_config": {"proto-max-bulk-len": "1048576"}},
+        "no engine can run it",
+        id="server-config-on-memory",
+    ),
     pytest.param({"description": "No full stop"}, "'No full stop' does not match", id="description"),
     pytest.param(
         {"layout": {"exhaustive": True, "keys": [{"db": 0, "key": "k", "type": "list", "items": []}]}},

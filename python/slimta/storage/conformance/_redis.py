@@ -84,6 +84,49 @@ class RedisSide:
             except redis.RedisError as error:
                 raise RedisSideError(f"could not empty the databases at {self.address}: {error}") from None
 
+    def set_config(self, settings: dict[str, str], previous: dict[str, str]) -> str | None:
+        """Set server settings with CONFIG SET, saving each one's value in ``previous`` before it changes.
+
+        Returns None once every setting is set. When the server rejects
+        CONFIG GET or CONFIG SET, such as under an ACL that denies them, it
+        returns the reason, and ``previous`` has the earlier value of every
+        setting it tried to change.
+
+        :raises redis.RedisError: the server cannot be reached.
+        """
+        client = self._clients[0]
+        for name, value in settings.items():
+            try:
+                current = client.config_get(name)
+            except redis.ResponseError as error:
+                return f"the Redis server at {self.host}:{self.port} rejected CONFIG GET {name}: {error}"
+            if name not in current:
+                return f"the Redis server at {self.host}:{self.port} has no setting {name}"
+            # Saved before the SET, whose reply may be lost after the server applied it.
+            previous[name] = current[name]
+            try:
+                client.config_set(name, value)
+            except redis.ResponseError as error:
+                return (
+                    f"the Redis server at {self.host}:{self.port} rejected CONFIG SET {name} {value}: {error}"
+                )
+            log.debug("set %s to %s on %s:%d, was %s", name, value, self.host, self.port, current[name])
+        return None
+
+    def restore_config(self, previous: dict[str, str]) -> None:
+        """Set each setting in ``previous`` back to its value there with CONFIG SET.
+
+        :raises RedisSideError: the server rejected a setting or cannot be reached.
+        """
+        for name, value in previous.items():
+            try:
+                self._clients[0].config_set(name, value)
+            except redis.RedisError as error:
+                raise RedisSideError(
+                    f"could not set {name} back to {value} on the Redis server at {self.host}:{self.port}:"
+                    f" {error}. Set it by hand"
+                ) from None
+
     def run_raw(self, commands: Any, variables: Variables) -> None:
         """Send the commands of a ``raw`` step, each to its database.
 

@@ -2,8 +2,9 @@
 
 For each case the runner opens a fresh engine on the target and session
 ``s1`` on it, runs the steps in order and stops at the first step that
-fails. On Redis it empties the four databases before the case and checks
-the case's ``layout`` afterwards by reading Redis itself.
+fails. On Redis it empties the four databases before the case, sets the
+case's ``server_config`` before it opens the engine and sets it back
+afterwards, and checks the case's ``layout`` by reading Redis itself.
 """
 
 from __future__ import annotations
@@ -71,6 +72,12 @@ class _CaseState:
     engine: str = ""
     sessions: dict[str, str] = field(default_factory=dict)
     variables: dict[str, Any] = field(default_factory=dict)
+    # The earlier values of the Redis settings that the case changed.
+    previous_config: dict[str, str] = field(default_factory=dict)
+
+
+class _Skipped(Exception):
+    """A case that cannot run on this server after all, with the reason as its message."""
 
 
 class _Located(Exception):
@@ -127,14 +134,21 @@ class Runner:
         state = _CaseState()
         failure: _Located | None = None
         try:
-            self._run(case, state)
-        except _Located as located:
-            failure = located
-        failure = self._tear_down(state, failure)
+            try:
+                self._run(case, state)
+            except _Located as located:
+                failure = located
+            except _Skipped as skipped:
+                reason = str(skipped)
+            failure = self._tear_down(state, failure)
+        finally:
+            # In a finally clause, so that an interrupted run also sets the settings back.
+            restore_failure = self._restore_server_config(state)
+        failure = failure or restore_failure
         self.target.end_case()
 
         if failure is None:
-            return CaseResult(case.id, PASS)
+            return CaseResult(case.id, PASS) if reason is None else CaseResult(case.id, SKIP, reason)
         reason = failure.failure.reason
         if case.tolerance is not None and self.engine.kind == "redis":
             reason += f" (a real-time case, allowing {case.tolerance:g} s of slack)"
@@ -152,6 +166,7 @@ class Runner:
         with _located("setup", None):
             if self.redis_side is not None:
                 self.redis_side.flush()
+            self._apply_server_config(case, state)
             state.engine = self._open_engine(self.engine.open_request("clock" in self.info.capabilities))
             state.sessions[FIRST_SESSION] = self._connect(state.engine)
 
@@ -163,6 +178,29 @@ class Runner:
             with _located("layout", None):
                 assert self.redis_side is not None
                 self.redis_side.check_layout(case.layout, state.variables)
+
+    def _apply_server_config(self, case: Case, state: _CaseState) -> None:
+        """Set the case's Redis settings, or raise :class:`_Skipped` when the server rejects them."""
+        if case.server_config is None:
+            return
+        if self.redis_side is None:
+            raise StepFailure("invalid case: server_config needs the Redis engine")
+        reason = self.redis_side.set_config(case.server_config, state.previous_config)
+        if reason is not None:
+            raise _Skipped(f"needs server_config, which the runner could not apply: {reason}")
+
+    def _restore_server_config(self, state: _CaseState) -> _Located | None:
+        """Set back the Redis settings that the case changed, and return the failure if that fails."""
+        if not state.previous_config:
+            return None
+        assert self.redis_side is not None
+        try:
+            with _located("teardown", None):
+                self.redis_side.restore_config(state.previous_config)
+        except _Located as located:
+            log.warning("%s", located.failure.reason)
+            return located
+        return None
 
     def _tear_down(self, state: _CaseState, failure: _Located | None) -> _Located | None:
         """Close the case's engine, unless the target broke; a failing close fails a passing case."""
@@ -281,7 +319,7 @@ def _located(where: str, step: int | None) -> Iterator[None]:
     """Turn a failure inside the block into :class:`_Located`, naming where it happened."""
     try:
         yield
-    except _Located:
+    except (_Located, _Skipped):
         raise
     except StepFailure as error:
         raise _Located(where, step, error) from error
@@ -322,7 +360,7 @@ def _action(step: Any) -> str:
 def _implied_capabilities(case: Case) -> set[str]:
     """Return the capabilities that the steps and layout of a case need, whether listed or not."""
     needs = set()
-    if case.layout is not None:
+    if case.layout is not None or case.server_config is not None:
         needs.add("engine:redis")
     for step in case.steps:
         if "raw" in step or "connect_unreachable" in step:

@@ -9,6 +9,7 @@ malformed step fails its case instead of the whole run.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,9 @@ __all__ = ["FORMAT_MAJOR", "Case", "VectorError", "VectorSet", "load_vectors"]
 # minor version of it is accepted.
 FORMAT_MAJOR = 1
 INDEX_FILE = "index.json"
+# A Redis setting that a case's server_config may name. No glob
+# characters, because CONFIG GET would take them as a pattern.
+SETTING_NAME = re.compile(r"[a-z][a-z0-9-]*")
 
 
 class VectorError(Exception):
@@ -38,6 +42,8 @@ class Case:
     steps: tuple[dict[str, Any], ...]
     layout: dict[str, Any] | None = None
     tolerance: float | None = None
+    server_config: dict[str, str] | None = None
+    """Redis settings to set with CONFIG SET for the case, by name."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,7 @@ def _case(path: Path, group: str, index: int, raw: Any) -> Case:
     capabilities = raw.get("capabilities", [])
     layout = raw.get("layout")
     tolerance = raw.get("tolerance")
+    server_config = raw.get("server_config")
     if not isinstance(case_id, str) or not case_id:
         raise VectorError(f"{where}: id must be a non-empty string, not {case_id!r}")
     if not isinstance(steps, list) or not all(isinstance(step, dict) for step in steps):
@@ -130,6 +137,11 @@ def _case(path: Path, group: str, index: int, raw: Any) -> Case:
         raise VectorError(f"{where} ({case_id}): layout must be an object")
     if tolerance is not None and (isinstance(tolerance, bool) or not isinstance(tolerance, (int, float))):
         raise VectorError(f"{where} ({case_id}): tolerance must be a number of seconds")
+    if server_config is not None and not _is_server_config(server_config):
+        raise VectorError(
+            f"{where} ({case_id}): server_config must be a non-empty object of Redis setting names,"
+            f" such as proto-max-bulk-len, to text values, not {server_config!r:.200}"
+        )
 
     return Case(
         id=case_id,
@@ -141,6 +153,16 @@ def _case(path: Path, group: str, index: int, raw: Any) -> Case:
         steps=tuple(steps),
         layout=layout,
         tolerance=None if tolerance is None else float(tolerance),
+        server_config=server_config,
+    )
+
+
+def _is_server_config(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and bool(value)
+        and all(isinstance(name, str) and SETTING_NAME.fullmatch(name) for name in value)
+        and all(isinstance(setting, str) for setting in value.values())
     )
 
 
