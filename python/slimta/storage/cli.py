@@ -1,4 +1,4 @@
-"""The ``slimta-storage`` command: store, list, show, print and delete queued messages.
+"""The ``slimta-storage`` command: store, list, show, print and delete queued messages, and check a queue.
 
 The queue comes from ``--engine URL`` or the environment variable
 ``SLIMTA_STORAGE_URL``. There is deliberately no default server, so the
@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from . import conformance
+from . import _check_command, conformance
 from ._errors import InvalidArgument, MessageNotFound, StorageError
+from ._escape import escape_text as _escape_text
 from ._url import Engine, open_engine
 from ._version import SPEC_VERSION, __version__
 from .session import MessageInfo, Session
@@ -117,7 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     common = _common_options()
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Store, list, show, print and delete the messages of a slimta mail queue.",
+        description=(
+            "Store, list, show, print and delete the messages of a slimta mail queue, and check a"
+            " Redis queue against the layout."
+        ),
         epilog=_MAIN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[common],
@@ -131,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_show(commands, common)
     _add_cat(commands, common)
     _add_delete(commands, common)
+    _check_command.add_parser(commands, common)
     return parser
 
 
@@ -148,7 +153,8 @@ There is no default engine: pass --engine or set {URL_VARIABLE}.
 vectors; see {PROG} conformance --help.
 
 exit status: 0 on success, 1 when an operation failed, 2 on a usage error
-such as a missing engine, an invalid URL or an invalid message id.
+such as a missing engine, an invalid URL or an invalid message id. check
+also exits with 1 when problems remain in the queue.
 """
 
 
@@ -641,38 +647,6 @@ def _split_recipients(value: str) -> list[str]:
     if parts[0] == "":
         parts = parts[1:]
     return parts
-
-
-_SHORT_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
-
-
-def _escape_text(text: str) -> str:
-    """Escape backslashes and unprintable characters in the style of Python literals.
-
-    A byte that was not valid UTF-8, kept as a surrogate by the
-    ``surrogateescape`` handler, becomes ``\\xNN`` with the byte's value.
-    Unprintable characters from U+0080 up become ``\\uNNNN``, so the two
-    never look alike.
-    """
-    if text.isprintable() and "\\" not in text:
-        return text
-    return "".join(_escape_character(character) for character in text)
-
-
-def _escape_character(character: str) -> str:
-    if character in _SHORT_ESCAPES:
-        return _SHORT_ESCAPES[character]
-    if character.isprintable():
-        return character
-
-    code = ord(character)
-    if 0xDC80 <= code <= 0xDCFF:
-        return f"\\x{code - 0xDC00:02x}"
-    if code < 0x80:
-        return f"\\x{code:02x}"
-    if code <= 0xFFFF:
-        return f"\\u{code:04x}"
-    return f"\\U{code:08x}"
 
 
 # cat and delete
