@@ -87,6 +87,12 @@ class Link:
             return connection.read_response()
         except redis_errors.NoScriptError:
             raise
+        except redis_errors.ResponseError as error:
+            if str(error).startswith("Protocol error"):
+                # Redis closes the connection after this reply, such as for
+                # a bulk string over its proto-max-bulk-len.
+                connection.disconnect()
+            raise self.unavailable(operation, error) from error
         except redis_errors.RedisError as error:
             raise self.unavailable(operation, error) from error
         except OSError as error:

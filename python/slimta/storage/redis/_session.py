@@ -149,6 +149,10 @@ class RedisSession(Session):
                 return message_id
 
     def _check_size(self, contents: bytes) -> None:
+        # NOTE: the limit is the one the engine read at its first connect,
+        # or Redis's default when CONFIG GET was denied. Contents over a
+        # lower limit set on the server since then are rejected by Redis
+        # itself: the call raises StorageUnavailable and stores nothing.
         if len(contents) > self._max_contents:
             raise MessageTooLarge(
                 len(contents), self._max_contents, "the proto-max-bulk-len of the Redis server"
