@@ -1045,16 +1045,19 @@ def persistence_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     ]
 
 
-def test_no_persistence_warns(clean_redis: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+def test_no_persistence_warns_once(caplog: pytest.LogCaptureFixture) -> None:
+    # A server of its own: the warning comes once per server and process.
     caplog.set_level(logging.WARNING, logger="slimta.storage")
-    engine = redis_engine.new(clean_redis.host, clean_redis.port, OFFSET)
-    engine.connect().close()
-    engine.connect().close()
-    engine.close()
+    with RedisServer() as server:
+        for _ in range(2):
+            engine = redis_engine.new(server.host, server.port, OFFSET)
+            engine.connect().close()
+            engine.connect().close()
+            engine.close()
 
     warnings = persistence_warnings(caplog)
     assert len(warnings) == 1
-    assert f"{clean_redis.host}:{clean_redis.port}" in warnings[0]
+    assert f"{server.host}:{server.port}" in warnings[0]
 
 
 @pytest.mark.parametrize("config", [{"appendonly": "yes"}, {"save": "3600 1"}], ids=["aof", "rdb"])

@@ -28,6 +28,8 @@ DEFAULT_MAX_CONNECTIONS = 100
 _DATABASES = 4
 # Redis's default limit on one bulk string, which bounds the contents.
 DEFAULT_PROTO_MAX_BULK_LEN = 512 * 1024 * 1024
+# The servers already warned about in this process for persisting nothing.
+_WARNED_SERVERS: set[tuple[str, int]] = set()
 # The settings read at the first connect.
 _SETTINGS = ("databases", "proto-max-bulk-len", "appendonly", "save")
 
@@ -133,7 +135,10 @@ class RedisEngine:
     def _apply_settings(self, settings: dict[str, str]) -> None:
         if "proto-max-bulk-len" in settings:
             self._max_contents = int(settings["proto-max-bulk-len"])
-        if settings.get("appendonly") == "no" and settings.get("save") == "":
+        persists_nothing = settings.get("appendonly") == "no" and settings.get("save") == ""
+        if persists_nothing and (self.host, self.port) not in _WARNED_SERVERS:
+            # Once per server and process, because engines are cheap to make.
+            _WARNED_SERVERS.add((self.host, self.port))
             log.warning(
                 'Redis at %s:%d persists nothing (appendonly no, save ""): a restart of the server'
                 " loses the whole queue. Turn on AOF or RDB snapshots.",

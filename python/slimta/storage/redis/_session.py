@@ -199,7 +199,7 @@ class RedisSession(Session):
 
     def _do_unlock_message(self, message_id: str, owner: str | None) -> bool:
         args = [self._offset] if owner is None else [self._offset, owner]
-        removed = self._link.script("unlock_message", "unlock", [message_id], args)
+        removed = self._link.script("unlock_message", "unlock", [MESSAGE_IDS, message_id], args)
         return bool(removed == 1)
 
     def _do_delete_message(self, message_id: str) -> None:
