@@ -362,8 +362,10 @@ def page_storage(pages: Pages) -> str:
     lines = [HEADER, *heading("slimta.storage", "=")]
     lines += paragraphs(spec["summary"], pages.context())
     lines += [
-        f"This page and :doc:`session` are version {spec['version']} of the spec. Every binding "
-        f"offers the engines {engine_names}, and each engine's {literal('connect')} opens a session.",
+        f"This page and :doc:`session` are version {spec['version']} of the spec. The Python binding "
+        f"offers the engines {engine_names}. Another binding may offer only {literal('redis')}, "
+        "because the memory engine is for tests and embedding. Each engine's "
+        f"{literal('connect')} opens a session.",
         "",
         *heading("Engines", "-"),
     ]

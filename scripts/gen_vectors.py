@@ -56,8 +56,22 @@ STEP_ACTIONS = {
 }
 FIRST_SESSION = "s1"
 INDEX = "index.json"
-TAGS = {"$bytes", "$bytes_pattern", "$text_bytes", "$var", "$float", "$sorted", "$concat", "$text_repeat"}
+TAGS = {
+    "$bytes",
+    "$bytes_pattern",
+    "$text_bytes",
+    "$var",
+    "$float",
+    "$sorted",
+    "$concat",
+    "$text_repeat",
+    "$object",
+}
+# The tag whose body is a literal object: its keys may start with $.
+OBJECT_TAG = "$object"
 FORMAT_PATTERN = re.compile(r"[0-9]+\.[0-9]+")
+# A group name, which is also its file name without .json.
+GROUP_NAME = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 
 # A scenario-only shorthand, replaced before the checks: {"$generated_meta": N}
 # becomes a meta mapping of N keys, "key-0000": "value-0000" and so on.
@@ -97,6 +111,7 @@ class Method:
 class Spec:
     version: str
     methods: dict[str, Method]
+    engine_methods: dict[str, Method]
     error_kinds: tuple[str, ...]
     rules: tuple[str, ...]
 
@@ -133,6 +148,7 @@ def load_spec(path: Path) -> Spec:
     return Spec(
         version=raw["version"],
         methods={method["name"]: parse_method(method) for method in raw["methods"]},
+        engine_methods={method["name"]: parse_method(method) for method in raw["engine_methods"]},
         error_kinds=tuple(error["kind"] for error in raw["errors"]),
         rules=tuple(rule["id"] for rule in raw["rules"]),
     )
@@ -471,9 +487,18 @@ def check_shape(case: Json) -> list[str]:
 def unknown_tags(value: Json) -> Iterator[str]:
     if is_tag(value) and next(iter(value)) not in TAGS:
         yield f"unknown tag {next(iter(value))!r}, expected one of {sorted(TAGS)}"
+    elif is_tag(value) and OBJECT_TAG in value:
+        if not isinstance(value[OBJECT_TAG], dict):
+            yield f"{OBJECT_TAG} must hold an object, not {value[OBJECT_TAG]!r}"
+        else:
+            for item in value[OBJECT_TAG].values():
+                yield from unknown_tags(item)
     elif isinstance(value, dict):
         if not is_tag(value) and any(str(key).startswith("$") for key in value):
-            yield f"an object of several keys has a key that starts with $: {sorted(map(str, value))}"
+            yield (
+                f"an object of several keys has a key that starts with $: {sorted(map(str, value))};"
+                f' write it as {{"{OBJECT_TAG}": {{...}}}}'
+            )
         for item in value.values():
             yield from unknown_tags(item)
     elif isinstance(value, list):
@@ -617,7 +642,23 @@ class CaseChecker:
         self.check_variables(step["raw"], where)
 
     def check_connect_unreachable(self, step: Json, where: str) -> None:
-        self.check_expect(step["expect"], where)
+        """Check that the step expects an error that connect and get_all_messages can both raise.
+
+        A binding may connect lazily, so the runner takes the error from
+        connect or, when connect succeeds, from get_all_messages.
+        """
+        expect = step["expect"]
+        self.check_expect(expect, where)
+        if "error" not in expect:
+            self.fail(where, "expect must be an error, because nothing can be reached")
+            return
+        for method in (self.spec.engine_methods["connect"], self.spec.methods["get_all_messages"]):
+            if expect["error"] not in method.errors:
+                self.fail(
+                    where,
+                    f"expects the error {expect['error']!r}, which {method.name} cannot raise;"
+                    f" its errors are {sorted(method.errors)}",
+                )
 
     # Variables and layout
 
@@ -625,6 +666,9 @@ class CaseChecker:
         """Check that every $var in ``value`` is bound by an earlier step."""
         if is_tag(value) and "$var" in value and value["$var"] not in self.bound:
             self.fail(where, f"variable {value['$var']!r} is used before a step binds it")
+        elif is_tag(value) and OBJECT_TAG in value:
+            for item in value[OBJECT_TAG].values():
+                self.check_variables(item, where)
         elif isinstance(value, dict):
             for key, item in value.items():
                 if not isinstance(key, str):
@@ -830,29 +874,72 @@ def load_schema(path: Path) -> Json:
     return schema
 
 
-def write_files(out_dir: Path, files: dict[str, bytes]) -> None:
-    """Write the files and remove the JSON files of groups that no longer exist."""
+def owned_group_files(out_dir: Path) -> set[str]:
+    """Return the names of the group files that the index already in ``out_dir`` lists.
+
+    These are the files an earlier run wrote, and the only ones a run may
+    remove. An index that is missing or unreadable lists none.
+    """
+    try:
+        index = load_json(out_dir / INDEX) if (out_dir / INDEX).is_file() else None
+    except VectorError:
+        return set()
+    groups = index.get("groups") if isinstance(index, dict) else None
+    if not isinstance(groups, dict):
+        return set()
+    # Only plain group names, so that an edited index cannot name a file elsewhere.
+    return {f"{group}.json" for group in groups if isinstance(group, str) and GROUP_NAME.fullmatch(group)}
+
+
+def unlisted_vector_files(out_dir: Path, known: set[str]) -> list[str]:
+    """Return the names of the files in ``out_dir`` that contain a vector group but are not in ``known``."""
+    names = []
+    for path in sorted(out_dir.glob("*.json")):
+        if path.name in known:
+            continue
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(document, dict) and "group" in document and "cases" in document:
+            names.append(path.name)
+    return names
+
+
+def write_files(out_dir: Path, files: dict[str, bytes]) -> list[str]:
+    """Write the files and remove the group files of the previous index that are no longer generated.
+
+    Returns the names of the removed files. Other files in ``out_dir``
+    are left alone.
+    """
+    owned = owned_group_files(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.glob("*.json"):
-        if stale.name not in files:
-            stale.unlink()
+    removed = sorted(name for name in owned - set(files) if (out_dir / name).is_file())
+    for name in removed:
+        (out_dir / name).unlink()
     for name, data in files.items():
         (out_dir / name).write_bytes(data)
+    return removed
 
 
 def compare_files(out_dir: Path, files: dict[str, bytes]) -> list[str]:
     """Write the files to a temporary folder and describe each file of out_dir that differs."""
+    owned = owned_group_files(out_dir)
     with tempfile.TemporaryDirectory(prefix="vectors-") as temporary:
         fresh = Path(temporary)
         write_files(fresh, files)
-        committed = {path.name for path in out_dir.glob("*.json")}
-        differences = [f"{out_dir / name}: is missing" for name in sorted(set(files) - committed)]
+        present = {path.name for path in out_dir.glob("*.json")}
+        differences = [f"{out_dir / name}: is missing" for name in sorted(set(files) - present)]
         differences += [
-            f"{out_dir / name}: is no longer generated" for name in sorted(committed - set(files))
+            f"{out_dir / name}: is no longer generated" for name in sorted((owned & present) - set(files))
+        ]
+        differences += [
+            f"{out_dir / name}: is a vector file that {INDEX} does not list"
+            for name in unlisted_vector_files(out_dir, owned | set(files))
         ]
         differences += [
             f"{out_dir / name}: differs from a fresh run"
-            for name in sorted(committed & set(files))
+            for name in sorted(present & set(files))
             if not filecmp.cmp(fresh / name, out_dir / name, shallow=False)
         ]
         return differences
@@ -934,7 +1021,18 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     if not check:
-        write_files(paths.out, files)
+        removed = write_files(paths.out, files)
+        for name in removed:
+            print(
+                f"removed {paths.out / name}: the previous {INDEX} lists its group,"
+                " which is no longer generated"
+            )
+        for name in unlisted_vector_files(paths.out, set(files)):
+            print(
+                f"left {paths.out / name}: it contains a vector group that no {INDEX} lists;"
+                " remove it if it is stale, because the runner rejects a folder with it",
+                file=sys.stderr,
+            )
         print(f"wrote {len(files)} files to {paths.out}")
         return 0
 

@@ -11,7 +11,15 @@ The factories take ``(kind, options)`` like the Python adapter's
 - ``crashing``: a memory engine whose set_message_contents ends the
   adapter process;
 - ``hanging``: a memory engine whose set_message_contents sleeps for
-  :data:`HANG_SECONDS`.
+  :data:`HANG_SECONDS`, or ``$BROKEN_HANG_SECONDS`` when it is set;
+- ``lazy_connect``: a Redis engine whose connect returns at once and
+  whose session connects on its first call, as a binding that connects
+  lazily does;
+- ``fake_connect``: an engine that ignores the Redis server it is given
+  and stores in memory, so that connecting never fails.
+
+When ``$BROKEN_PID_FILE`` is set, every factory call appends the
+adapter's pid and process group id to that file, one line each.
 
 Run as a script, ``python broken_engines.py garbage`` is an adapter
 that replies to set_message_contents with a line that is not JSON.
@@ -19,21 +27,24 @@ that replies to set_message_contents with a line that is not JSON.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from slimta.storage import memory
 from slimta.storage.conformance import AdapterServer, default_factory
 from slimta.storage.memory import MemorySession
 from slimta.storage.redis import RedisSession
+from slimta.storage.session import Session
 
 # Long enough for any runner timeout that the tests use, short enough
 # that a stray adapter ends by itself.
-HANG_SECONDS = 30.0
+HANG_SECONDS = float(os.environ.get("BROKEN_HANG_SECONDS", "30"))
+PID_FILE = os.environ.get("BROKEN_PID_FILE")
 CRASH_STATUS = 3
 GARBAGE = b"this is not JSON\n"
 
@@ -108,6 +119,50 @@ class _Wrapped:
         self._engine.close()
 
 
+class LazySession:
+    """A session that opens the real one on its first call, so that connect itself never fails."""
+
+    def __init__(self, engine: Any) -> None:
+        self._engine = engine
+        self._session: Session | None = None
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(Session, name)
+        parameters = list(inspect.signature(method).parameters.values())[1:]
+
+        def call_real_session(*args: Any, **kwargs: Any) -> Any:
+            if self._session is None:
+                self._session = self._engine.connect()
+            return getattr(self._session, name)(*args, **kwargs)
+
+        # The adapter binds the arguments to this signature, as it would to the real method's.
+        call_real_session.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        return call_real_session
+
+
+class _Lazy:
+    """An engine whose connect returns a :class:`LazySession`."""
+
+    def __init__(self, engine: Any) -> None:
+        self._engine = engine
+
+    def connect(self) -> LazySession:
+        return LazySession(self._engine)
+
+    def close(self) -> None:
+        self._engine.close()
+
+
+def _record_process() -> None:
+    if PID_FILE:
+        with open(PID_FILE, "a", encoding="ascii") as pids:
+            pids.write(f"{os.getpid()} {os.getpgrp()}\n")
+
+
 def _redis_only(kind: str, options: Mapping[str, Any], session_class: type[RedisSession]) -> _Wrapped:
     if kind != "redis":
         raise ValueError(f"{session_class.__name__} is a broken Redis engine; run it with --engine redis")
@@ -131,7 +186,18 @@ def crashing(kind: str, options: Mapping[str, Any]) -> _Wrapped:
 
 
 def hanging(kind: str, options: Mapping[str, Any]) -> _Wrapped:
+    _record_process()
     return _Wrapped(memory.new(clock=options.get("clock")), HangingSession)
+
+
+def lazy_connect(kind: str, options: Mapping[str, Any]) -> _Lazy:
+    if kind != "redis":
+        raise ValueError("lazy_connect is a Redis engine; run it with --engine redis")
+    return _Lazy(default_factory(kind, options))
+
+
+def fake_connect(kind: str, options: Mapping[str, Any]) -> Any:
+    return memory.new(clock=options.get("clock"))
 
 
 def serve_garbage() -> None:

@@ -8,19 +8,26 @@ and read its output from capsys; the adapters run as subprocesses.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import math
+import os
 import shlex
 import shutil
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from conftest import OFFSET
 
 from slimta.storage import cli, conformance
-from slimta.storage.conformance import _adapter_client, _values
+from slimta.storage.conformance import _adapter_client, _engines, _values
 from slimta.storage.conformance._values import VectorValueError, WireError
 from slimta.storage.testing import RedisServer
 
@@ -65,6 +72,26 @@ def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> 
         return Result(status, captured.out, captured.err)
 
     return run_runner
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def write_vectors(
+    directory: Path,
+    cases: list[dict[str, Any]],
+    vector_format: str = "1.2",
+    spec_version: str = "1.1.0",
+) -> Path:
+    """Write the cases as the group g, with the index.json that lists them, and return the folder."""
+    directory.mkdir(exist_ok=True)
+    versions = {"vector_format": vector_format, "spec_version": spec_version}
+    document = {**versions, "group": "g", "description": "Cases of one test.", "cases": cases}
+    index = {**versions, "groups": {"g": sorted(case["id"] for case in cases)}, "retired": []}
+    (directory / "g.json").write_text(json.dumps(document))
+    (directory / "index.json").write_text(json.dumps(index))
+    return directory
 
 
 def write_xfail(tmp_path: Path, text: str) -> str:
@@ -124,14 +151,11 @@ def test_json_report(run: Any) -> None:
 
 
 def test_json_error_outcome(tmp_path: Path, run: Any) -> None:
-    vectors = tmp_path / "vectors"
-    vectors.mkdir()
     case = {
         "id": "expects-a-value",
         "steps": [{"call": "get_message_meta", "args": {"message_id": "nope"}, "expect": {"value": {}}}],
     }
-    document = {"vector_format": "1.0", "spec_version": "1.0.0", "group": "g", "cases": [case]}
-    (vectors / "g.json").write_text(json.dumps(document))
+    vectors = write_vectors(tmp_path / "vectors", [case])
 
     report = run("--json", vectors=vectors).json()
     got = report["cases"][0]["got"]
@@ -141,8 +165,6 @@ def test_json_error_outcome(tmp_path: Path, run: Any) -> None:
 
 
 def test_invalid_steps_fail_their_case(tmp_path: Path, run: Any) -> None:
-    vectors = tmp_path / "vectors"
-    vectors.mkdir()
     cases = [
         {"id": "two-actions", "steps": [{"call": "get_all_messages", "advance": 1}]},
         {"id": "unbound", "steps": [{"call": "get_message_meta", "args": {"message_id": {"$var": "m1"}}}]},
@@ -151,8 +173,7 @@ def test_invalid_steps_fail_their_case(tmp_path: Path, run: Any) -> None:
             "steps": [{"call": "get_all_messages", "expect": {"value": [], "match": "unordered"}}],
         },
     ]
-    document = {"vector_format": "1.0", "spec_version": "1.0.0", "group": "g", "cases": cases}
-    (vectors / "g.json").write_text(json.dumps(document))
+    vectors = write_vectors(tmp_path / "vectors", cases)
     result = run(vectors=vectors)
 
     assert result.line("two-actions").startswith("FAIL two-actions: step 1 (invalid): invalid step: it needs")
@@ -161,6 +182,88 @@ def test_invalid_steps_fail_their_case(tmp_path: Path, run: Any) -> None:
         " no earlier step has bind: m1"
     )
     assert result.line("fine") == "PASS fine"
+
+
+def contents_case(case_id: str, stored: dict[str, Any], expected: dict[str, Any]) -> dict[str, Any]:
+    """Return a case that stores contents and expects to read back ``expected`` instead."""
+    message = {"message_id": {"$var": "m1"}}
+    return {
+        "id": case_id,
+        "steps": [
+            {"call": "claim_message_id", "bind": "m1", "expect": {"match": "any"}},
+            {"call": "set_message_contents", "args": {**message, "contents": stored}},
+            {"call": "get_message_contents", "args": message, "expect": {"value": expected}},
+        ],
+    }
+
+
+def test_bytes_failure_shows_first_difference(tmp_path: Path, run: Any) -> None:
+    stored = b"x" * 1000
+    expected = stored[:500] + b"y" + stored[501:]
+    case = contents_case("one-byte-off", {"$bytes": b64(stored)}, {"$bytes": b64(expected)})
+    result = run(vectors=write_vectors(tmp_path / "vectors", [case]))
+
+    assert result.line("one-byte-off") == (
+        "FAIL one-byte-off: step 3 get_message_contents: expected 1000 bytes, got 1000 bytes,"
+        f' first difference at byte 500; from byte 484: expected ...b"{"x" * 16}y{"x" * 15}"...,'
+        f' got ...b"{"x" * 32}"...'
+    )
+
+
+def test_short_bytes_failure_shows_text(tmp_path: Path, run: Any) -> None:
+    case = contents_case("text-off", {"$bytes": b64(b"1")}, {"$bytes": b64(b"locked")})
+    result = run(vectors=write_vectors(tmp_path / "vectors", [case]))
+
+    assert result.line("text-off").endswith(
+        'expected b"locked" (6 bytes), got b"1" (1 byte), first difference at byte 0'
+    )
+
+
+def test_json_bytes_failure_is_short(tmp_path: Path, run: Any) -> None:
+    length = 5 * 1024 * 1024
+    stored = {"$bytes_pattern": {"base64": b64(b"x"), "length": length}}
+    expected = {"$bytes_pattern": {"base64": b64(b"x"), "length": length + 1}}
+    result = run(
+        "--json", vectors=write_vectors(tmp_path / "vectors", [contents_case("long", stored, expected)])
+    )
+    case = result.json()["cases"][0]
+
+    assert len(result.out) < 10_000
+    assert case["got"]["first_difference"] == length
+    assert case["expected"]["value"]["$bytes_excerpt"]["length"] == length + 1
+    assert case["got"]["value"]["$bytes_excerpt"]["length"] == length
+    assert case["got"]["value"]["$bytes_excerpt"]["start"] == length - 16
+    assert "expected 5242881 bytes, got 5242880 bytes, first difference at byte 5242880" in case["reason"]
+
+
+def test_layout_value_failure_shows_text(tmp_path: Path, clean_redis: RedisServer, run: Any) -> None:
+    case = {
+        "id": "lock-value",
+        "steps": [{"raw": [{"db": 3, "command": ["SET", "m1", "1"]}]}],
+        "layout": {"exhaustive": True, "keys": [{"db": 3, "key": "m1", "type": "string", "value": "locked"}]},
+    }
+    result = run("--engine", clean_redis.url(OFFSET), vectors=write_vectors(tmp_path / "vectors", [case]))
+
+    assert result.line("lock-value") == (
+        'FAIL lock-value: layout: expected value b"locked" (6 bytes) at db 3 key "m1", got b"1" (1 byte),'
+        " first difference at byte 0"
+    )
+
+
+def test_closed_stdout_ends_quietly() -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # The reader is gone before the first line, as with "| head -1" after it read.
+    command = [sys.executable, "-m", "slimta.storage", "conformance", "--vectors", str(SAMPLES)]
+    try:
+        finished = subprocess.run(
+            command, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120, check=False
+        )
+    finally:
+        os.close(write_end)
+
+    assert finished.returncode == 1
+    assert "Traceback" not in finished.stderr
+    assert "BrokenPipeError" not in finished.stderr
 
 
 # Expected failures
@@ -298,24 +401,123 @@ def test_adapter_with_unknown_factory(run: Any) -> None:
     assert "no callable no_such_factory" in result.err
 
 
+def live_group_members(pgid: int) -> list[int]:
+    """Return the pids of the processes in a process group that have not exited, zombies left out."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # The process exited while the loop read it.
+        state, group = fields[0], int(fields[2])
+        if group == pgid and state != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
+def kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def adapter_groups(pid_file: Path) -> set[int]:
+    """Return the process groups that the hanging adapters recorded, one line of "pid pgid" each."""
+    if not pid_file.exists():
+        return set()
+    return {int(line.split()[1]) for line in pid_file.read_text().splitlines()}
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process groups from /proc")
+def test_wrapped_hanging_adapter_killed_with_its_group(tmp_path: Path) -> None:
+    pid_file = tmp_path / "adapters.txt"
+    # The wrapper forks the adapter instead of replacing itself with it, because of "; true".
+    wrapper = shlex.join(["sh", "-c", f"{ADAPTER} --factory broken_engines:hanging; true"])
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+        BROKEN_HANG_SECONDS="3600",
+        BROKEN_PID_FILE=str(pid_file),
+    )
+    command = [sys.executable, "-m", "slimta.storage", "conformance", "--vectors", str(SAMPLES)]
+    runner = subprocess.Popen(
+        [*command, "--timeout", "0.5", "--adapter", wrapper],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        out, _ = runner.communicate(timeout=60)
+        deadline = time.monotonic() + 5
+        while any(map(live_group_members, adapter_groups(pid_file))) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        survivors = {pgid: live_group_members(pgid) for pgid in adapter_groups(pid_file)}
+    finally:
+        # Only the groups started here: the runner's, which held the stray
+        # adapters before the fix, and the adapters' own.
+        for pgid in {runner.pid, *adapter_groups(pid_file)}:
+            kill_group(pgid)
+        runner.wait(10)
+    lines = out.splitlines()
+
+    assert f"FAIL {CONTENTS}: step 2 set_message_contents: the adapter sent no reply" in out
+    assert "PASS sample-meta-text-bytes" in lines
+    assert lines[-1] == "7 passed, 2 failed, 1 skipped"
+    assert survivors
+    assert runner.pid not in survivors
+    assert survivors == {pgid: [] for pgid in survivors}
+
+
+@pytest.mark.parametrize("adapter", [False, True], ids=["in-process", "adapter"])
+def test_only_spec_methods_callable(adapter: bool) -> None:
+    target = conformance.AdapterTarget(ADAPTER) if adapter else conformance.InProcessTarget()
+    target.start()
+    try:
+        engine = target.open_engine({"engine": "memory", "clock": None}).value["engine"]
+        session = target.connect(engine).value["session"]
+        outcome = target.call(session, "describe_message", {"message_id": "not-stored"})
+    finally:
+        target.close()
+
+    assert outcome.error == "protocol"
+    assert "unknown method 'describe_message'" in outcome.message
+
+
+def test_session_methods_are_the_specs() -> None:
+    spec = yaml.safe_load((TESTS.parents[1] / "spec" / "storage.yaml").read_text(encoding="utf-8"))
+
+    assert {method["name"] for method in spec["methods"]} == _engines.SESSION_METHODS
+
+
 # Vectors and engines
 
 
-def test_unknown_major_format_rejected(tmp_path: Path, run: Any) -> None:
-    document = json.loads((SAMPLES / "samples.json").read_text())
-    document["vector_format"] = "2.0"
-    (tmp_path / "samples.json").write_text(json.dumps(document))
-    result = run(vectors=tmp_path)
+def edit_json(path: Path, **fields: Any) -> None:
+    document = json.loads(path.read_text())
+    document.update(fields)
+    path.write_text(json.dumps(document))
+
+
+@pytest.fixture
+def samples(tmp_path: Path) -> Path:
+    """Return a copy of the sample vectors, for tests that change them."""
+    return Path(shutil.copytree(SAMPLES, tmp_path / "samples"))
+
+
+def test_unknown_major_format_rejected(samples: Path, run: Any) -> None:
+    for name in ("samples.json", "index.json"):
+        edit_json(samples / name, vector_format="2.0")
+    result = run(vectors=samples)
 
     assert result.status == 2
     assert "vector_format 2.0 is not supported" in result.err
 
 
-def test_newer_minor_format_accepted(tmp_path: Path, run: Any) -> None:
-    document = json.loads((SAMPLES / "samples.json").read_text())
-    document["vector_format"] = "1.7"
-    (tmp_path / "samples.json").write_text(json.dumps(document))
-    result = run("--select", "sample-claim-*", vectors=tmp_path)
+def test_newer_minor_format_accepted(samples: Path, run: Any) -> None:
+    for name in ("samples.json", "index.json"):
+        edit_json(samples / name, vector_format="1.7")
+    result = run("--select", "sample-claim-*", vectors=samples)
 
     assert result.status == 0
 
@@ -329,12 +531,17 @@ def test_index_file_is_not_a_group(tmp_path: Path) -> None:
     assert {case.group for case in loaded.cases} == {"samples"}
 
 
-def test_repeated_case_id_rejected(tmp_path: Path) -> None:
-    shutil.copy(SAMPLES / "samples.json", tmp_path / "a.json")
-    shutil.copy(SAMPLES / "samples.json", tmp_path / "b.json")
+def test_repeated_case_id_rejected(samples: Path) -> None:
+    index = json.loads((samples / "index.json").read_text())
+    for group in ("a", "b"):
+        shutil.copy(samples / "samples.json", samples / f"{group}.json")
+        edit_json(samples / f"{group}.json", group=group)
+    (samples / "samples.json").unlink()
+    ids = index["groups"]["samples"]
+    edit_json(samples / "index.json", groups={"a": ids, "b": ids})
 
     with pytest.raises(conformance.VectorError, match="appears twice"):
-        conformance.load_vectors(tmp_path)
+        conformance.load_vectors(samples)
 
 
 def test_missing_vector_folder(tmp_path: Path, run: Any) -> None:
@@ -342,6 +549,78 @@ def test_missing_vector_folder(tmp_path: Path, run: Any) -> None:
 
     assert result.status == 2
     assert "does not exist" in result.err
+
+
+def test_missing_index_rejected(samples: Path, run: Any) -> None:
+    (samples / "index.json").unlink()
+    result = run(vectors=samples)
+
+    assert result.status == 2
+    assert "index.json is missing" in result.err
+    assert result.out == ""
+
+
+def test_missing_group_file_rejected(samples: Path, run: Any) -> None:
+    index = json.loads((samples / "index.json").read_text())
+    edit_json(samples / "index.json", groups={**index["groups"], "lock": ["lock-second-call-loses"]})
+    result = run(vectors=samples)
+
+    assert result.status == 2
+    assert "lock.json is missing, but" in result.err
+
+
+def test_case_ids_differ_from_index(samples: Path, run: Any) -> None:
+    document = json.loads((samples / "samples.json").read_text())
+    edit_json(samples / "samples.json", cases=document["cases"][1:])
+    result = run("--select", "sample-claim-*", vectors=samples)
+
+    assert result.status == 2
+    assert "lacks sample-claim-and-list, which index.json lists" in result.err
+
+
+def test_mixed_spec_versions_rejected(samples: Path, run: Any) -> None:
+    edit_json(samples / "samples.json", spec_version="1.1.0")
+    result = run(vectors=samples)
+
+    assert result.status == 2
+    assert "samples.json has spec_version 1.1.0, but index.json has 1.0.0" in result.err
+
+
+def test_unlisted_vector_file_rejected(samples: Path, run: Any) -> None:
+    shutil.copy(samples / "samples.json", samples / "old.json")
+    edit_json(samples / "old.json", group="old")
+    (samples / "package.json").write_text('{"name": "not a vector file"}')
+    result = run(vectors=samples)
+
+    assert result.status == 2
+    assert "old.json is a vector file that" in result.err
+    assert "package.json" not in result.err
+
+
+def test_older_binding_spec_warns_and_runs(tmp_path: Path, run: Any) -> None:
+    case = {
+        "id": "lists",
+        "steps": [{"call": "get_all_messages", "expect": {"value": [], "match": "unordered"}}],
+    }
+    result = run(vectors=write_vectors(tmp_path / "vectors", [case], spec_version="1.9.0"))
+
+    assert result.status == 0
+    assert result.line("lists") == "PASS lists"
+    assert (
+        "warning: the binding's spec_version 1.1.0 is older than the vectors' spec_version 1.9.0"
+        in result.err
+    )
+
+
+def test_same_binding_spec_does_not_warn(tmp_path: Path, run: Any) -> None:
+    case = {
+        "id": "lists",
+        "steps": [{"call": "get_all_messages", "expect": {"value": [], "match": "unordered"}}],
+    }
+    result = run(vectors=write_vectors(tmp_path / "vectors", [case]))
+
+    assert result.status == 0
+    assert "warning" not in result.err
 
 
 def test_vectors_from_environment(run: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
@@ -371,6 +650,14 @@ def test_engine_option_errors(run: Any, engine: str, message: str) -> None:
 
     assert result.status == 2
     assert message in result.err
+
+
+def test_engine_error_hides_password(run: Any) -> None:
+    result = run("--engine", "redis://:s3cret-pw@127.0.0.1:6400/4")
+
+    assert result.status == 2
+    assert "takes no user, password or options" in result.err
+    assert "s3cret-pw" not in result.err
 
 
 def test_redis_url_refuses_databases_with_keys(clean_redis: RedisServer, run: Any) -> None:
@@ -409,13 +696,6 @@ LIMIT = "proto-max-bulk-len"
 ONE_MIB = 1024 * 1024
 
 
-def write_cases(directory: Path, cases: list[dict[str, Any]]) -> Path:
-    directory.mkdir()
-    document = {"vector_format": "1.1", "spec_version": "1.1.0", "group": "g", "cases": cases}
-    (directory / "g.json").write_text(json.dumps(document))
-    return directory
-
-
 def over_limit_case(case_id: str, expect: dict[str, Any]) -> dict[str, Any]:
     """Return a case that lowers the limit to 1 MiB and stores 1 MiB and 1 byte of contents."""
     contents = {"$bytes_pattern": {"base64": "eA==", "length": ONE_MIB + 1}}
@@ -437,7 +717,7 @@ def test_server_config_applied_and_restored(
         over_limit_case("rejected-over-limit", {"error": "invalid_argument"}),
         over_limit_case("fails-on-purpose", {"match": "any"}),
     ]
-    vectors = write_cases(tmp_path / "vectors", cases)
+    vectors = write_vectors(tmp_path / "vectors", cases)
     adapter = ["--adapter", ADAPTER] if target == "adapter" else []
     result = run("--engine", clean_redis.url(OFFSET), *adapter, vectors=vectors)
 
@@ -467,7 +747,7 @@ def test_server_config_rejected_skips(
         "server_config": server_config,
         "steps": [{"call": "get_all_messages", "expect": {"value": [], "match": "unordered"}}],
     }
-    vectors = write_cases(tmp_path / "vectors", [case])
+    vectors = write_vectors(tmp_path / "vectors", [case])
     result = run("--engine", clean_redis.url(OFFSET), vectors=vectors)
     line = result.line("rejected-setting")
 
@@ -478,7 +758,7 @@ def test_server_config_rejected_skips(
 
 
 def test_server_config_skipped_on_memory(tmp_path: Path, run: Any) -> None:
-    vectors = write_cases(
+    vectors = write_vectors(
         tmp_path / "vectors", [over_limit_case("redis-only", {"error": "invalid_argument"})]
     )
     result = run(vectors=vectors)
@@ -493,7 +773,7 @@ def test_server_config_skipped_on_memory(tmp_path: Path, run: Any) -> None:
 )
 def test_server_config_shape_checked(tmp_path: Path, server_config: Any) -> None:
     case = {"id": "bad-config", "server_config": server_config, "steps": []}
-    vectors = write_cases(tmp_path / "vectors", [case])
+    vectors = write_vectors(tmp_path / "vectors", [case])
 
     with pytest.raises(conformance.VectorError, match="server_config must be a non-empty object"):
         conformance.load_vectors(vectors)
@@ -514,6 +794,32 @@ def test_binding_without_engine_is_usage_error(tmp_path: Path, run: Any) -> None
 
     assert result.status == 2
     assert "lacks the capability engine:redis" in result.err
+
+
+VECTORS = TESTS.parents[1] / "conformance" / "vectors"
+UNREACHABLE = "storage-connect-unreachable"
+
+
+def test_lazy_connect_passes_unreachable(clean_redis: RedisServer, run: Any) -> None:
+    adapter = f"{ADAPTER} --factory broken_engines:lazy_connect"
+    result = run(
+        "--engine", clean_redis.url(OFFSET), "--adapter", adapter, "--select", UNREACHABLE, vectors=VECTORS
+    )
+
+    assert result.line(UNREACHABLE) == f"PASS {UNREACHABLE}"
+    assert result.status == 0
+
+
+def test_unreachable_needs_error_from_first_call(clean_redis: RedisServer, run: Any) -> None:
+    adapter = f"{ADAPTER} --factory broken_engines:fake_connect"
+    result = run(
+        "--engine", clean_redis.url(OFFSET), "--adapter", adapter, "--select", UNREACHABLE, vectors=VECTORS
+    )
+
+    assert result.line(UNREACHABLE) == (
+        f"FAIL {UNREACHABLE}: step 1 connect_unreachable: expected error storage_unavailable, got []"
+        " (from get_all_messages, after connect succeeded)"
+    )
 
 
 def test_cli_hook_help(capsys: pytest.CaptureFixture[str]) -> None:
@@ -590,6 +896,43 @@ def test_wire_rejects_tags_resolved_by_runner() -> None:
 def test_wire_rejects_invalid_utf8_key() -> None:
     with pytest.raises(WireError, match="cannot be a JSON object key"):
         _values.to_wire({"caf\udce9": "x"})
+
+
+def test_wire_object_escape_round_trip() -> None:
+    meta = {"$bytes": "QQ==", "plain": "x"}
+    wire = _values.to_wire({"meta": meta, "one": {"$float": "nan"}})
+
+    assert wire == {"meta": {"$object": meta}, "one": {"$object": {"$float": "nan"}}}
+    assert _values.from_wire(wire) == {"meta": meta, "one": {"$float": "nan"}}
+
+
+def test_wire_rejects_unescaped_dollar_key() -> None:
+    with pytest.raises(WireError, match=r"must be sent as \{\"\$object\""):
+        _values.from_wire({"$bytes": "QQ==", "plain": "x"})
+
+
+def test_resolve_object_keeps_keys_and_resolves_values() -> None:
+    value = _values.resolve({"$object": {"$var": {"$var": "m1"}}}, {"m1": "id-1"})
+
+    assert value == {"$var": "id-1"}
+
+
+@pytest.mark.parametrize("adapter", [False, True], ids=["in-process", "adapter"])
+def test_dollar_key_meta_round_trips(tmp_path: Path, run: Any, adapter: bool) -> None:
+    message = {"message_id": {"$var": "m1"}}
+    meta = {"$object": {"$bytes": "QQ=="}}
+    case = {
+        "id": "dollar-meta",
+        "steps": [
+            {"call": "claim_message_id", "bind": "m1", "expect": {"match": "any"}},
+            {"call": "set_message_meta", "args": {**message, "meta": meta}, "expect": {"value": None}},
+            {"call": "get_message_meta", "args": message, "expect": {"value": meta}},
+        ],
+    }
+    options = ["--adapter", ADAPTER] if adapter else []
+    result = run(*options, vectors=write_vectors(tmp_path / "vectors", [case]))
+
+    assert result.line("dollar-meta") == "PASS dollar-meta"
 
 
 def test_same_tells_true_from_one() -> None:

@@ -209,8 +209,18 @@ def test_edited_scenario_fails_check(tree: Path) -> None:
     assert "claim.json" not in result.stderr
 
 
+def add_stale_group(out: Path) -> Path:
+    """List the group old-group in the index of ``out`` and write its file, as an earlier run would have."""
+    index = json.loads((out / "index.json").read_bytes())
+    index["groups"]["old-group"] = []
+    (out / "index.json").write_text(json.dumps(index), encoding="utf-8")
+    stale = out / "old-group.json"
+    stale.write_text('{"group": "old-group", "cases": []}\n', encoding="utf-8")
+    return stale
+
+
 def test_check_reports_stale_file(tree: Path) -> None:
-    (tree / "conformance" / "vectors" / "old-group.json").write_text("{}\n", encoding="utf-8")
+    add_stale_group(tree / "conformance" / "vectors")
 
     result = run_generator("--root", tree, "--check")
 
@@ -218,12 +228,42 @@ def test_check_reports_stale_file(tree: Path) -> None:
     assert "old-group.json: is no longer generated" in result.stderr
 
 
-def test_write_removes_stale_file(tree: Path) -> None:
-    stale = tree / "conformance" / "vectors" / "old-group.json"
-    stale.write_text("{}\n", encoding="utf-8")
+def test_check_reports_unlisted_vector_file(tree: Path) -> None:
+    out = tree / "conformance" / "vectors"
+    (out / "stray.json").write_text('{"group": "stray", "cases": []}\n', encoding="utf-8")
+    (out / "package.json").write_text('{"name": "vectors"}\n', encoding="utf-8")
 
-    assert run_generator("--root", tree).returncode == 0
+    result = run_generator("--root", tree, "--check")
+
+    assert result.returncode == 1
+    assert "stray.json: is a vector file that index.json does not list" in result.stderr
+    assert "package.json" not in result.stderr
+
+
+def test_write_removes_stale_file(tree: Path) -> None:
+    stale = add_stale_group(tree / "conformance" / "vectors")
+
+    result = run_generator("--root", tree)
+
+    assert result.returncode == 0, result.stderr
     assert not stale.exists()
+    assert f"removed {stale}" in result.stdout
+
+
+def test_write_keeps_files_it_does_not_own(tree: Path) -> None:
+    out = tree / "conformance" / "vectors"
+    package = out / "package.json"
+    package.write_text('{"name": "vectors"}\n', encoding="utf-8")
+    stray = out / "stray.json"
+    stray.write_text('{"group": "stray", "cases": []}\n', encoding="utf-8")
+
+    result = run_generator("--root", tree)
+
+    assert result.returncode == 0, result.stderr
+    assert package.exists()
+    assert stray.exists()
+    assert "removed" not in result.stdout
+    assert f"left {stray}" in result.stderr
 
 
 def test_failed_run_writes_nothing(tree: Path) -> None:
@@ -404,6 +444,11 @@ SHAPE_STEPS = [
         "has a NaN or infinite number",
         id="literal-nan",
     ),
+    pytest.param(
+        {"call": "get_all_messages", "expect": {"value": {"$object": ["$a"]}}},
+        "$object must hold an object",
+        id="object-not-mapping",
+    ),
 ]
 
 SHAPE_FIELDS = [
@@ -463,6 +508,16 @@ LATER_STEPS = [
         {"raw": [{"db": 4, "command": ["FLUSHALL"]}]},
         "/raw/0/db: 4 is greater than the maximum of 3",
         id="raw-db",
+    ),
+    pytest.param(
+        {"connect_unreachable": True, "expect": {"value": [], "match": "unordered"}},
+        "'error' is a required property",
+        id="unreachable-value",
+    ),
+    pytest.param(
+        {"connect_unreachable": True, "expect": {"error": "message_not_found"}},
+        "expects the error 'message_not_found', which connect cannot raise",
+        id="unreachable-kind",
     ),
 ]
 
@@ -622,3 +677,41 @@ def test_generated_meta_expands(tree: Path) -> None:
     assert meta["key-0000"] == "value-0000"
     assert meta["key-0999"] == "value-0999"
     assert case["steps"][2]["expect"]["value"] == meta
+
+
+# Docs that describe the vectors and the bindings
+
+NUMBER_WORDS = {15: "fifteen", 16: "sixteen", 17: "seventeen", 18: "eighteen", 19: "nineteen", 20: "twenty"}
+
+
+@cache
+def spec() -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load((ROOT / "spec" / "storage.yaml").read_text(encoding="utf-8"))
+    return document
+
+
+def test_readme_handshake_names_current_spec() -> None:
+    readme = (ROOT / "conformance" / "README.md").read_text(encoding="utf-8")
+    hello = next(line for line in readme.splitlines() if line.startswith('< {"result": {"capabilities"'))
+
+    assert f'"spec_version": "{spec()["version"]}"' in hello
+
+
+def test_bindings_page_counts_session_methods() -> None:
+    page = (ROOT / "docs" / "bindings.md").read_text(encoding="utf-8")
+
+    assert f"The {NUMBER_WORDS[len(spec()['methods'])]} session methods" in page
+
+
+def test_bindings_page_names_lock_owner() -> None:
+    page = " ".join((ROOT / "docs" / "bindings.md").read_text(encoding="utf-8").split())
+
+    assert "the value of a lock key, which is the lock's owner, or `locked` for a lock taken without" in page
+
+
+def test_storage_reference_lets_bindings_skip_memory() -> None:
+    page = (ROOT / "docs" / "reference" / "storage.rst").read_text(encoding="utf-8")
+
+    assert "Every binding offers" not in page
+    assert "The Python binding offers the engines ``memory`` and ``redis``." in page
+    assert "Another binding may offer only ``redis``" in page

@@ -2,10 +2,14 @@
 
 The adapter reads one JSON request per line on stdin and writes one reply
 per line on stdout. A thread reads its stdout into a queue, so that every
-reply can be awaited with a timeout. When the adapter exits, hangs or
-writes a line that is not a valid reply, the current operation raises
-:class:`TargetFailure` and the adapter is killed; :meth:`end_case`
-starts it again for the next case.
+reply can be awaited with a timeout, and requests are written without
+blocking, so that sending one has a timeout too. When the adapter exits,
+hangs or writes a line that is not a valid reply, the current operation
+raises :class:`TargetFailure` and the adapter's process group is killed;
+:meth:`end_case` starts it again for the next case.
+
+NOTE: process groups, ``os.killpg`` and non-blocking pipes make this
+module POSIX-only; the in-process target has no such need.
 """
 
 from __future__ import annotations
@@ -14,8 +18,11 @@ import collections
 import contextlib
 import json
 import logging
+import os
 import queue
+import selectors
 import shlex
+import signal
 import subprocess
 import threading
 import time
@@ -38,6 +45,8 @@ MAX_REPLY_BYTES = 256 * 1024 * 1024
 STDERR_LINES = 10
 # How long a stopping adapter may take to exit after shutdown or a kill.
 EXIT_WAIT = 5.0
+# How long the reader threads of a killed adapter may take to reach the end of its output.
+READER_JOIN_WAIT = 2.0
 
 
 class AdapterStartError(Exception):
@@ -45,20 +54,39 @@ class AdapterStartError(Exception):
 
 
 class _Process:
-    """One running adapter process with the threads that read its output."""
+    """One running adapter process with the threads that read its output.
+
+    The adapter runs in a session and process group of its own, so that
+    :meth:`kill` also ends what it started, such as the real adapter
+    behind a wrapper like ``sh -c '...; true'``.
+    """
 
     def __init__(self, argv: list[str]) -> None:
         self.popen = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         )
+        assert self.popen.stdin is not None and self.popen.stdout is not None
+        assert self.popen.stderr is not None
+        # Requests are written to the descriptor without blocking, so that
+        # an adapter that stops reading cannot stall the runner.
+        os.set_blocking(self.popen.stdin.fileno(), False)
+        self._writable = selectors.DefaultSelector()
+        self._writable.register(self.popen.stdin.fileno(), selectors.EVENT_WRITE)
         self.replies: queue.Queue[bytes | None] = queue.Queue()
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
-        assert self.popen.stdout is not None and self.popen.stderr is not None
-        for target, stream in (
-            (self._read_replies, self.popen.stdout),
-            (self._read_stderr, self.popen.stderr),
-        ):
-            threading.Thread(target=target, args=(stream,), daemon=True).start()
+        self._readers = [
+            threading.Thread(target=target, args=(stream,), daemon=True)
+            for target, stream in (
+                (self._read_replies, self.popen.stdout),
+                (self._read_stderr, self.popen.stderr),
+            )
+        ]
+        for reader in self._readers:
+            reader.start()
         log.debug("started adapter pid %d: %s", self.popen.pid, shlex.join(argv))
 
     def _read_replies(self, stream: IO[bytes]) -> None:
@@ -78,10 +106,24 @@ class _Process:
         except (OSError, ValueError):
             pass
 
-    def send(self, line: bytes) -> None:
+    def send(self, line: bytes, timeout: float) -> None:
+        """Write one request line.
+
+        :raises TimeoutError: the adapter did not read the whole line
+            within ``timeout`` seconds.
+        :raises OSError: the adapter closed its input, such as by exiting.
+        """
         assert self.popen.stdin is not None
-        self.popen.stdin.write(line)
-        self.popen.stdin.flush()
+        descriptor = self.popen.stdin.fileno()
+        unsent = memoryview(line)
+        deadline = time.monotonic() + timeout
+        while unsent:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            if self._writable.select(remaining):
+                with contextlib.suppress(BlockingIOError):
+                    unsent = unsent[os.write(descriptor, unsent) :]
 
     def close_stdin(self) -> None:
         """Close the adapter's input, which ends an adapter that reads until end of input."""
@@ -102,17 +144,45 @@ class _Process:
         return " | ".join(lines[-3:]) if lines else "(nothing)"
 
     def kill(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.kill()
+        """Kill every process of the adapter's group, and close the pipes that no other process has open."""
+        self._kill_group()
         try:
             self.popen.wait(timeout=EXIT_WAIT)
         except subprocess.TimeoutExpired:
             log.warning("adapter pid %d did not exit after SIGKILL", self.popen.pid)
         self._close_pipes()
 
+    def _kill_group(self) -> None:
+        # The adapter leads its own group, so the group id is its pid. The
+        # group lives on while any member does, also after the runner reaped
+        # the adapter itself.
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # Every process of the group has exited.
+        except PermissionError as error:
+            log.warning("could not kill the process group %d of the adapter: %s", self.popen.pid, error)
+
     def _close_pipes(self) -> None:
-        for stream in (self.popen.stdin, self.popen.stdout, self.popen.stderr):
-            if stream is not None:
+        """Close the pipes, but never one that a reader thread is still blocked on.
+
+        Closing a stream waits for the lock of a blocked readline, so a
+        process outside the group that still has the adapter's stdout or
+        stderr open would stall the runner. Such a stream is left to its
+        daemon thread.
+        """
+        self._writable.close()
+        self.close_stdin()
+        deadline = time.monotonic() + READER_JOIN_WAIT
+        for reader, stream in zip(self._readers, (self.popen.stdout, self.popen.stderr), strict=True):
+            reader.join(max(0.0, deadline - time.monotonic()))
+            if reader.is_alive():
+                log.warning(
+                    "left an output pipe of adapter pid %d open, because a process outside its process"
+                    " group still has it open",
+                    self.popen.pid,
+                )
+            elif stream is not None:
                 with contextlib.suppress(OSError):
                     stream.close()
 
@@ -120,7 +190,8 @@ class _Process:
 class AdapterTarget(Target):
     """A binding behind an adapter command, which is split like a shell would but run without one.
 
-    ``timeout`` is how many seconds the adapter may take for each reply.
+    ``timeout`` is how many seconds the adapter may take for each reply,
+    and to read each request.
     """
 
     def __init__(self, command: str, timeout: float = DEFAULT_TIMEOUT) -> None:
@@ -248,8 +319,12 @@ class AdapterTarget(Target):
         request = {**fields, "op": op, "seq": self._seq}
         line = json.dumps(request, sort_keys=True, ensure_ascii=False).encode("utf-8") + b"\n"
         try:
-            process.send(line)
-        except (BrokenPipeError, ValueError, OSError):
+            process.send(line, self.timeout)
+        except TimeoutError:
+            raise self._failure(
+                f"the adapter did not read the request {operation} within {self.timeout:g} s", None
+            ) from None
+        except (ValueError, OSError):
             raise self._failure(f"the adapter exited before {operation} could be sent", process) from None
         return self._seq
 

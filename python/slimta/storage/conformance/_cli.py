@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .._validate import redact_url
 from ..testing import RedisServer, RedisServerError
 from ._adapter_client import DEFAULT_TIMEOUT, AdapterStartError, AdapterTarget
 from ._redis import RedisSide, RedisSideError
@@ -78,9 +79,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         except UsageError as error:
             print(f"{PROG}: error: {error}", file=sys.stderr)
             return EXIT_USAGE
+        except BrokenPipeError:
+            # The reader of stdout went away, as with "| head". Point stdout at
+            # /dev/null so that the flush at exit does not fail a second time.
+            _silence_stdout()
+            return EXIT_FAILURE
         except KeyboardInterrupt:
             print(f"{PROG}: interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
+
+
+def _silence_stdout() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -207,6 +219,7 @@ def _run(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         target = _start_target(args, stack)
         info = _handshake(target)
+        _warn_on_older_spec(info.spec_version, options.vector_set.spec_version)
         kind = "memory" if args.engine == "memory" else "redis"
         if f"engine:{kind}" not in info.capabilities:
             raise UsageError(
@@ -234,6 +247,36 @@ def _run(args: argparse.Namespace) -> int:
     else:
         print(summary_line(counts))
     return EXIT_FAILURE if counts["failed"] or counts["xpassed"] else EXIT_OK
+
+
+def _warn_on_older_spec(binding_version: str, vectors_version: str) -> None:
+    """Print a warning when the binding implements an older spec than the vectors, or another major version.
+
+    The run goes on, and the cases of rules that the binding's spec lacks may fail.
+    """
+    binding = _version_numbers(binding_version)
+    vectors = _version_numbers(vectors_version)
+    if binding is None or vectors is None:
+        problem = "cannot be compared with"
+    elif binding < vectors:
+        problem = "is older than"
+    elif binding[0] != vectors[0]:
+        problem = "has another major version than"
+    else:
+        return
+    print(
+        f"{PROG}: warning: the binding's spec_version {binding_version} {problem} the vectors'"
+        f" spec_version {vectors_version}; cases of rules that differ between the two may fail",
+        file=sys.stderr,
+    )
+
+
+def _version_numbers(version: str) -> tuple[int, ...] | None:
+    """Return the numbers of a MAJOR.MINOR.PATCH version, or None when it has another form."""
+    parts = version.split(".")
+    if len(parts) != 3 or not all(part.isdigit() for part in parts):
+        return None
+    return tuple(int(part) for part in parts)
 
 
 def _load_options(args: argparse.Namespace) -> _Options:
@@ -298,19 +341,21 @@ def _start_throwaway_server(stack: contextlib.ExitStack) -> RedisServer:
 
 
 def _parse_redis_url(url: str) -> EngineChoice:
+    # Errors show the URL with its password hidden, because they end up in logs.
+    redacted = redact_url(url)
     if not url.startswith("redis://"):
-        raise UsageError(f"--engine must be memory, redis or redis://HOST:PORT/OFFSET, not {url!r}")
+        raise UsageError(f"--engine must be memory, redis or redis://HOST:PORT/OFFSET, not {redacted!r}")
     usage = "use redis://HOST:PORT/OFFSET, such as redis://127.0.0.1:6400/4"
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        raise UsageError(f"invalid --engine URL {url!r}: {usage}") from None
+        raise UsageError(f"invalid --engine URL {redacted!r}: {usage}") from None
     offset = parts.path.strip("/")
     if parts.username or parts.password or parts.query or parts.fragment:
-        raise UsageError(f"--engine {url!r}: the runner takes no user, password or options; {usage}")
+        raise UsageError(f"--engine {redacted!r}: the runner takes no user, password or options; {usage}")
     if not parts.hostname or port is None or not offset.isdigit():
-        raise UsageError(f"--engine {url!r} needs a host, a port and an offset: {usage}")
+        raise UsageError(f"--engine {redacted!r} needs a host, a port and an offset: {usage}")
     return EngineChoice("redis", parts.hostname, port, int(offset))
 
 

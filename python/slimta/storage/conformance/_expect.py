@@ -11,9 +11,10 @@ import collections
 import re
 from typing import Any
 
+from ._display import bytes_mismatch, is_bytes, render, to_report
 from ._engines import Outcome
 from ._results import StepFailure
-from ._values import Variables, VectorValueError, canonical, render, resolve, same, to_wire
+from ._values import Variables, VectorValueError, canonical, resolve, same
 
 __all__ = ["MATCH_MODES", "check_expect", "got_json", "got_text"]
 
@@ -31,7 +32,7 @@ def got_json(outcome: Outcome) -> dict[str, Any]:
     """Return an outcome in the form of the JSON report: the wire value, or the error kind and message."""
     if outcome.failed:
         return {"error": outcome.error, "message": outcome.message}
-    return {"value": to_wire(outcome.value)}
+    return {"value": to_report(outcome.value)}
 
 
 def check_expect(expect: Any, outcome: Outcome, variables: Variables) -> None:
@@ -65,7 +66,15 @@ def _check_value(expect: dict[str, Any], outcome: Outcome, variables: Variables)
 
     if not outcome.failed and _matches(mode, expected, outcome.value):
         return
-    report = {"match": mode} if mode == "any" else {"value": to_wire(expected), "match": mode}
+    if mode == "exact" and is_bytes(expected) and is_bytes(outcome.value):
+        difference = bytes_mismatch(bytes(expected), bytes(outcome.value))
+        raise StepFailure.mismatch(
+            difference.expected_text,
+            difference.got_text,
+            {"value": difference.expected_json, "match": mode},
+            {"value": difference.got_json, "first_difference": difference.offset},
+        )
+    report = {"match": mode} if mode == "any" else {"value": to_report(expected), "match": mode}
     raise StepFailure.mismatch(_describe(mode, expected), got_text(outcome), report, got_json(outcome))
 
 

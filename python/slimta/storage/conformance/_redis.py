@@ -9,12 +9,13 @@ keys back to check a case's ``layout``.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, NoReturn
 
 import redis
 
+from ._display import bytes_mismatch, render, to_report
 from ._results import StepFailure
-from ._values import Variables, VectorValueError, decode_text_bytes, render, resolve, text_to_bytes, to_report
+from ._values import Variables, VectorValueError, decode_text_bytes, resolve, text_to_bytes
 
 __all__ = ["DATABASES", "RedisSide", "RedisSideError"]
 
@@ -221,8 +222,17 @@ class RedisSide:
     def _check_value(self, client: Any, key: bytes, where: str, value: Any) -> None:
         expected = _argument(value)
         got = client.get(key)
-        if expected != got:
+        if expected == got:
+            return
+        if got is None:
             self._fail_values(where, "value", expected, got)
+        difference = bytes_mismatch(expected, got)
+        raise StepFailure.mismatch(
+            f"value {difference.expected_text} at {where}",
+            difference.got_text,
+            {"value": difference.expected_json},
+            {"value": difference.got_json, "first_difference": difference.offset},
+        )
 
     def _check_ttl(self, client: Any, key: bytes, where: str, bounds: Any) -> None:
         if not isinstance(bounds, dict) or not set(bounds) <= {"min", "max"}:
@@ -238,7 +248,7 @@ class RedisSide:
             )
 
     @staticmethod
-    def _fail_values(where: str, part: str, expected: Any, got: Any) -> None:
+    def _fail_values(where: str, part: str, expected: Any, got: Any) -> NoReturn:
         raise StepFailure.mismatch(
             f"{part} {render(expected)} at {where}",
             render(got),

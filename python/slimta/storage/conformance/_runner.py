@@ -20,12 +20,13 @@ from typing import Any
 
 import redis
 
+from ._display import render, to_report
 from ._engines import Outcome
 from ._expect import check_expect, got_text
 from ._redis import RedisSide, RedisSideError
 from ._results import FAIL, PASS, SKIP, CaseResult, StepFailure
 from ._targets import BindingInfo, Target, TargetFailure
-from ._values import VectorValueError, render, resolve, same, to_wire
+from ._values import VectorValueError, resolve, same
 from ._vectors import Case
 
 __all__ = ["MANUAL_CLOCK_START", "MAX_REAL_WAIT", "EngineChoice", "Runner"]
@@ -293,13 +294,32 @@ class Runner:
         _check_race(outcomes, _resolve(expect["value"], state), expect["count"])
 
     def _connect_unreachable(self, step: dict[str, Any], state: _CaseState) -> None:
+        """Check the error of a Redis engine on a port where nothing listens.
+
+        A binding may connect lazily, so when connect succeeds, the first
+        call on the session, get_all_messages, must raise the error.
+        """
         request = {"engine": "redis", "host": "127.0.0.1", "port": _unused_port(), "offset": 0}
         outcome = self.target.open_engine(request)
+        source = "open_engine"
         if not outcome.failed:
             engine = _handle(outcome, "engine")
-            outcome = self.target.connect(engine)
-            self.target.close_engine(engine)
-        check_expect(step.get("expect"), outcome, state.variables)
+            try:
+                outcome, source = self._first_contact(engine)
+            finally:
+                self.target.close_engine(engine)
+        try:
+            check_expect(step.get("expect"), outcome, state.variables)
+        except StepFailure as failure:
+            raise StepFailure(f"{failure.reason} (from {source})", failure.expected, failure.got) from None
+
+    def _first_contact(self, engine: str) -> tuple[Outcome, str]:
+        """Connect, and when that succeeds, call get_all_messages; return the outcome and which call it is."""
+        outcome = self.target.connect(engine)
+        if outcome.failed:
+            return outcome, "connect"
+        session = _handle(outcome, "session")
+        return self.target.call(session, "get_all_messages", {}), "get_all_messages, after connect succeeded"
 
     def _open_engine(self, request: dict[str, Any]) -> str:
         outcome = self.target.open_engine(request)
@@ -429,8 +449,8 @@ def _check_race(outcomes: list[Outcome], value: Any, count: Any) -> None:
         raise StepFailure.mismatch(
             f"{count} of {len(results)} results equal to {render(value)}",
             f"{matched}: {render(results)}",
-            {"value": to_wire(value), "count": count},
-            {"count": matched, "results": to_wire(results)},
+            {"value": to_report(value), "count": count},
+            {"count": matched, "results": to_report(results)},
         )
 
 

@@ -1,42 +1,43 @@
 """Tagged values of the vectors, their JSON wire form, and how results are compared.
 
 Vectors write bytes, non-finite numbers and values found at run time as
-objects of exactly one ``$`` key. :func:`resolve` turns such a vector
+objects of exactly one ``$`` key, and an object whose keys start with
+``$`` as ``{"$object": {...}}``. :func:`resolve` turns such a vector
 value into the Python value a call takes or returns. :func:`to_wire` and
 :func:`from_wire` convert between Python values and the JSON form that
-adapters exchange, which uses only ``$bytes``, ``$text_bytes`` and
-``$float``: the runner resolves the other tags itself.
+adapters exchange, which uses only ``$bytes``, ``$text_bytes``,
+``$float`` and ``$object``: the runner resolves the other tags itself.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
 __all__ = [
+    "OBJECT_TAG",
     "Variables",
     "VectorValueError",
     "WireError",
     "canonical",
     "decode_text_bytes",
     "from_wire",
-    "render",
+    "key_to_wire",
     "resolve",
     "same",
     "text_to_bytes",
-    "to_report",
     "to_wire",
 ]
 
 Variables = Mapping[str, Any]
 
 _FLOATS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
-# How much of a value a text report shows before cutting it.
-RENDER_LIMIT = 400
+# The tag of an object whose keys are taken literally, for keys that start with $.
+OBJECT_TAG = "$object"
+WIRE_TAGS = ("$bytes", "$text_bytes", "$float", OBJECT_TAG)
 
 
 class VectorValueError(ValueError):
@@ -156,6 +157,13 @@ def _concat(body: Any, variables: Variables) -> list[Any]:
     return joined
 
 
+def _literal_object(body: Any, values: Callable[[Any], Any], error: type[ValueError]) -> dict[str, Any]:
+    """Return the object of an ``$object`` tag: its keys as they are, each value converted by ``values``."""
+    if not isinstance(body, dict):
+        raise error(f"{OBJECT_TAG} must hold an object, not {body!r:.80}")
+    return {key: values(item) for key, item in body.items()}
+
+
 def _text_repeat(body: Any) -> str:
     if not isinstance(body, dict) or set(body) != {"text", "count"}:
         raise VectorValueError(f"$text_repeat must hold text and count, not {body!r}")
@@ -176,6 +184,9 @@ _RESOLVERS: dict[str, Callable[[Any, Variables], Any]] = {
     "$sorted": lambda body, variables: _sorted(resolve(body, variables)),
     "$concat": _concat,
     "$text_repeat": lambda body, _: _text_repeat(body),
+    OBJECT_TAG: lambda body, variables: _literal_object(
+        body, lambda item: resolve(item, variables), VectorValueError
+    ),
 }
 
 
@@ -187,7 +198,8 @@ def to_wire(value: Any) -> Any:
 
     Bytes become ``$bytes``, text that is not valid UTF-8 (it contains
     surrogate escapes) becomes ``$text_bytes`` and NaN and infinities
-    become ``$float``. Tuples become lists.
+    become ``$float``. A mapping with a key that starts with ``$`` becomes
+    ``$object``, so that it cannot be read as a tag. Tuples become lists.
 
     :raises WireError: the value has no wire form, such as a set, or
         an object key that is not valid UTF-8.
@@ -203,7 +215,8 @@ def to_wire(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [to_wire(item) for item in value]
     if isinstance(value, Mapping):
-        return {_key_to_wire(key): to_wire(item) for key, item in value.items()}
+        wire = {key_to_wire(key): to_wire(item) for key, item in value.items()}
+        return {OBJECT_TAG: wire} if any(key.startswith("$") for key in wire) else wire
     raise WireError(f"a value of type {type(value).__name__} has no JSON wire form: {value!r:.80}")
 
 
@@ -227,7 +240,7 @@ def _text_to_wire(text: str) -> Any:
     return {"$text_bytes": base64.b64encode(data).decode("ascii")}
 
 
-def _key_to_wire(key: Any) -> str:
+def key_to_wire(key: Any) -> str:
     if not isinstance(key, str):
         raise WireError(f"an object key must be text, not {key!r:.80}")
     try:
@@ -243,8 +256,9 @@ def _key_to_wire(key: Any) -> str:
 def from_wire(value: Any) -> Any:
     """Return the Python value of a JSON wire value.
 
-    :raises WireError: a tag other than ``$bytes``, ``$text_bytes`` and
-        ``$float``, or a malformed one.
+    :raises WireError: a tag other than ``$bytes``, ``$text_bytes``,
+        ``$float`` and ``$object``, a malformed one, or an object of
+        several keys of which one starts with ``$`` outside ``$object``.
     """
     tag = _tag(value)
     if tag is not None:
@@ -252,6 +266,12 @@ def from_wire(value: Any) -> Any:
     if isinstance(value, list):
         return [from_wire(item) for item in value]
     if isinstance(value, dict):
+        dollar_keys = sorted(key for key in value if key.startswith("$"))
+        if dollar_keys:
+            raise WireError(
+                f"an object with the keys {dollar_keys} that start with $ must be sent as"
+                f' {{"{OBJECT_TAG}": {{...}}}}'
+            )
         return {key: from_wire(item) for key, item in value.items()}
     return value
 
@@ -266,7 +286,9 @@ def _tag_from_wire(tag: str, body: Any) -> Any:
             return _float(body)
     except VectorValueError as error:
         raise WireError(str(error)) from None
-    raise WireError(f"tag {tag} is not allowed on the wire: only $bytes, $text_bytes and $float are")
+    if tag == OBJECT_TAG:
+        return _literal_object(body, from_wire, WireError)
+    raise WireError(f"tag {tag} is not allowed on the wire: only {', '.join(WIRE_TAGS)} are")
 
 
 # Comparison
@@ -305,22 +327,3 @@ def _canonical_scalar(value: Any) -> tuple[Any, ...]:
 def same(left: Any, right: Any) -> bool:
     """Return whether two values are deeply equal, distinguishing True from 1 and text from bytes."""
     return bool(canonical(left) == canonical(right))
-
-
-def to_report(value: Any) -> Any:
-    """Return the wire form of a value for a report, or its Python repr when it has none."""
-    try:
-        return to_wire(value)
-    except WireError:
-        return repr(value)
-
-
-def render(value: Any, limit: int | None = RENDER_LIMIT) -> str:
-    """Return a value as one line of JSON in its wire form, cut after ``limit`` characters."""
-    try:
-        text = json.dumps(to_wire(value), sort_keys=True, ensure_ascii=False)
-    except WireError:
-        text = repr(value)
-    if limit is not None and len(text) > limit:
-        return f"{text[:limit]}... ({len(text)} characters)"
-    return text

@@ -1,9 +1,12 @@
 """Loading the vector files of a folder.
 
-Every ``*.json`` file but ``index.json`` is one group of cases. Loading
-checks the file-level shape: the format version, the fields of each
-case and that no id repeats. Steps are checked when they run, so that a
-malformed step fails its case instead of the whole run.
+``index.json`` lists every group, and each group's cases are in the file
+``GROUP.json`` beside it. Loading checks that the folder is one complete
+generation of vectors: every listed file exists and contains the listed
+case ids, and every file has the index's format and spec version.
+It also checks the file-level shape: the format version, the fields of
+each case and that no id repeats. Steps are checked when they run, so
+that a malformed step fails its case instead of the whole run.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ INDEX_FILE = "index.json"
 # A Redis setting that a case's server_config may name. No glob
 # characters, because CONFIG GET would take them as a pattern.
 SETTING_NAME = re.compile(r"[a-z][a-z0-9-]*")
+# A group name, which is also the name of its file without .json.
+GROUP_NAME = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 
 
 class VectorError(Exception):
@@ -48,7 +53,7 @@ class Case:
 
 @dataclass(frozen=True)
 class VectorSet:
-    """The cases of every vector file of a folder, in file-name order."""
+    """The cases of every group of a vector folder, in the order of its index."""
 
     directory: Path
     vector_format: str
@@ -57,27 +62,125 @@ class VectorSet:
 
 
 def load_vectors(directory: Path) -> VectorSet:
-    """Load every vector file in ``directory``.
+    """Load the groups that ``index.json`` in ``directory`` lists, in the index's order.
 
-    :raises VectorError: the folder contains no vector file, a file is not
-        valid JSON or lacks a field, its major format version is not
-        :data:`FORMAT_MAJOR`, or two cases share an id.
+    :raises VectorError: the folder is incomplete or mixed: the index or
+        a group file it lists is missing, a file's case ids differ from
+        the index, the files disagree on ``vector_format`` or
+        ``spec_version``, or a vector file is not in the index. Also when
+        a file is not valid JSON or lacks a field, its major format
+        version is not :data:`FORMAT_MAJOR`, or two cases share an id.
     """
-    paths = sorted(path for path in directory.glob("*.json") if path.name != INDEX_FILE)
-    if not paths:
-        raise VectorError(f"no vector files (*.json) in {directory}")
+    index_path = directory / INDEX_FILE
+    if not index_path.is_file():
+        raise VectorError(
+            f"{index_path} is missing, so {directory} is not a complete vector folder;"
+            " copy the whole conformance/vectors folder, or regenerate it with scripts/gen_vectors.py"
+        )
+    index = _read_index(index_path)
+    _reject_unlisted_groups(directory, index["groups"])
 
     cases: list[Case] = []
-    formats: set[str] = set()
-    spec_versions: set[str] = set()
-    for path in paths:
+    for group, listed_ids in index["groups"].items():
+        path = directory / f"{group}.json"
+        if not path.is_file():
+            raise VectorError(
+                f"{path} is missing, but {index_path} lists the group {group};"
+                " copy the whole vector folder again"
+            )
         document = _read(path)
-        formats.add(document["vector_format"])
-        spec_versions.add(document["spec_version"])
-        cases += _cases(path, document)
+        _check_same_generation(path, document, index)
+        group_cases = _cases(path, document)
+        _check_listed_ids(path, group_cases, listed_ids)
+        cases += group_cases
 
     _reject_repeated_ids(cases)
-    return VectorSet(directory, _joined(formats), _joined(spec_versions), tuple(cases))
+    return VectorSet(directory, index["vector_format"], index["spec_version"], tuple(cases))
+
+
+def _read_index(path: Path) -> dict[str, Any]:
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise VectorError(f"could not read {path}: {error}") from None
+    if not isinstance(index, dict):
+        raise VectorError(f"{path}: the index must hold a JSON object")
+    for name in ("vector_format", "spec_version", "groups"):
+        if name not in index:
+            raise VectorError(f"{path}: the field {name!r} is missing")
+    _check_format(path, index["vector_format"])
+    if not isinstance(index["spec_version"], str):
+        raise VectorError(f"{path}: spec_version must be text, not {index['spec_version']!r}")
+    groups = index["groups"]
+    if (
+        not isinstance(groups, dict)
+        or not groups
+        or not all(isinstance(name, str) and GROUP_NAME.fullmatch(name) for name in groups)
+        or not all(
+            isinstance(ids, list) and all(isinstance(item, str) for item in ids) for ids in groups.values()
+        )
+    ):
+        raise VectorError(
+            f"{path}: groups must map each group name, such as lock, to the list of its case ids"
+        )
+    return index
+
+
+def _reject_unlisted_groups(directory: Path, groups: dict[str, Any]) -> None:
+    """Raise :class:`VectorError` for a vector file of another generation that the index does not list.
+
+    Other JSON files in the folder, which are no vector files, are left alone.
+    """
+    for path in sorted(directory.glob("*.json")):
+        if path.name == INDEX_FILE or path.stem in groups:
+            continue
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            continue
+        if isinstance(document, dict) and "cases" in document and "group" in document:
+            raise VectorError(
+                f"{path} is a vector file that {directory / INDEX_FILE} does not list, so the folder"
+                " mixes vectors of different generations; remove the file or copy the whole folder again"
+            )
+
+
+def _check_same_generation(path: Path, document: dict[str, Any], index: dict[str, Any]) -> None:
+    for name in ("vector_format", "spec_version"):
+        if document[name] != index[name]:
+            raise VectorError(
+                f"{path} has {name} {document[name]}, but {INDEX_FILE} has {index[name]}, so the folder"
+                " mixes vectors of different generations; copy the whole vector folder again"
+            )
+    if document["group"] != path.stem:
+        raise VectorError(
+            f"{path}: the group {document['group']!r} does not match the file name;"
+            f" the file of group {document['group']} must be named {document['group']}.json"
+        )
+
+
+def _check_listed_ids(path: Path, cases: list[Case], listed_ids: list[str]) -> None:
+    found = {case.id for case in cases}
+    listed = set(listed_ids)
+    if found == listed:
+        return
+    problems = []
+    missing = sorted(listed - found)
+    extra = sorted(found - listed)
+    if missing:
+        problems.append(f"lacks {_some(missing)}, which {INDEX_FILE} lists")
+    if extra:
+        problems.append(f"has {_some(extra)}, which {INDEX_FILE} does not list")
+    raise VectorError(
+        f"{path} {' and '.join(problems)}; the file and the index are of different generations,"
+        " so copy the whole vector folder again"
+    )
+
+
+def _some(ids: list[str], shown: int = 5) -> str:
+    """Return up to ``shown`` ids, joined by commas, with how many more there are."""
+    more = f" and {len(ids) - shown} more" if len(ids) > shown else ""
+    return ", ".join(ids[:shown]) + more
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -174,8 +277,3 @@ def _reject_repeated_ids(cases: list[Case]) -> None:
                 f"case id {case.id!r} appears twice, in groups {groups[case.id]} and {case.group}"
             )
         groups[case.id] = case.group
-
-
-def _joined(values: set[str]) -> str:
-    """Return the version all files share, or the versions joined by commas when they differ."""
-    return ", ".join(sorted(values))
