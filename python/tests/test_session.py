@@ -14,9 +14,9 @@ from types import MappingProxyType
 from typing import Any
 
 import pytest
-from conftest import EngineKit, FakeClock
+from conftest import OFFSET, EngineKit, FakeClock
 
-from slimta.storage import MessageInfo, MessageNotFound, Session, SessionClosed, memory
+from slimta.storage import InvalidArgument, MessageInfo, MessageNotFound, Session, SessionClosed, memory
 
 UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
@@ -30,6 +30,10 @@ LONG_LOCK = 60.0
 # margin, so the Redis tests stay fast and still pass on a slow machine.
 SHORT_LOCK = 0.05
 PAST_SHORT_LOCK = 0.2
+
+# Lock owners of two relayers, in the form the spec recommends.
+OWNER_A = "0b9e4f8a-3c1d-4e5f-8a7b-6c5d4e3f2a1b"
+OWNER_B = "f1e2d3c4-b5a6-4978-8a9b-0c1d2e3f4a5b"
 
 
 def stored_state(session: Session) -> dict[str, Any]:
@@ -60,6 +64,16 @@ def second_session(kit: EngineKit) -> Iterator[Session]:
     """Return another session on the engine of ``session``."""
     with kit.connect() as opened:
         yield opened
+
+
+def redis_key_counts(kit: EngineKit) -> list[int]:
+    """Return the number of keys in each of the four databases of the Redis queue."""
+    assert kit.server is not None
+    counts = []
+    for index in range(4):
+        with kit.server.client(OFFSET + index) as client:
+            counts.append(client.dbsize())
+    return counts
 
 
 # claim_message_id
@@ -94,6 +108,126 @@ def test_claim_not_deferred_or_active(session: Session) -> None:
 
     assert session.get_deferred_messages() == []
     assert session.get_active_messages() == []
+
+
+# store_message
+
+
+def test_store_returns_new_uuid(session: Session) -> None:
+    claimed = session.claim_message_id()
+
+    message_id = session.store_message({"a": "1"}, b"body")
+
+    assert UUID4.fullmatch(message_id)
+    assert uuid.UUID(message_id).version == 4
+    assert message_id != claimed
+    assert sorted(session.get_all_messages()) == sorted([claimed, message_id])
+
+
+def test_store_ids_are_unique(session: Session) -> None:
+    ids = [session.store_message({}, b"x") for _ in range(100)]
+
+    assert len(set(ids)) == 100
+    assert sorted(session.get_all_messages()) == sorted(ids)
+
+
+def test_store_whole_message_readable(session: Session, second_session: Session) -> None:
+    meta = {"sender": "a@example.com", "recipients": "\0b@example.net", "empfänger": "ü"}
+    contents = b"Subject: hi\r\n\r\n\0\xff body\r\n"
+
+    message_id = session.store_message(meta, contents, 1234.5)
+
+    assert second_session.get_message_meta(message_id) == meta
+    assert second_session.get_message_meta_key(message_id, "sender") == "a@example.com"
+    assert second_session.get_message_contents(message_id) == contents
+    assert second_session.get_deferred_messages(1234.5) == [message_id]
+    assert second_session.get_deferred_messages(1234.4) == []
+    assert second_session.describe_message(message_id) == MessageInfo(message_id, len(contents), 1234.5, None)
+
+
+def test_store_without_retry(session: Session) -> None:
+    message_id = session.store_message({"a": "1"}, b"body")
+
+    assert session.get_deferred_messages() == []
+    assert session.describe_message(message_id).retry is None
+
+
+def test_store_retry_none_explicit(session: Session) -> None:
+    message_id = session.store_message({"a": "1"}, b"body", None)
+
+    assert session.get_all_messages() == [message_id]
+    assert session.get_deferred_messages() == []
+
+
+def test_store_empty_meta_and_contents(session: Session) -> None:
+    message_id = session.store_message({}, b"")
+
+    assert session.get_message_meta(message_id) == {}
+    assert session.get_message_contents(message_id) == b""
+
+
+def test_store_bytes_like_contents(session: Session) -> None:
+    contents = bytearray(b"a\r\nb")
+
+    message_id = session.store_message({}, contents)
+    contents[0:1] = b"z"
+    read = session.get_message_contents(message_id)
+
+    assert type(read) is bytes
+    assert read == b"a\r\nb"
+
+
+def test_store_not_locked(session: Session) -> None:
+    message_id = session.store_message({"a": "1"}, b"body", 0.0)
+
+    assert session.get_active_messages() == []
+    assert session.lock_message(message_id, LONG_LOCK) is True
+
+
+def test_store_then_write(session: Session) -> None:
+    message_id = session.store_message({"a": "1", "b": "2"}, b"first")
+
+    session.set_message_meta_key(message_id, "a", None)
+    session.set_message_contents(message_id, b"second")
+    session.set_message_retry(message_id, 5.0)
+
+    assert session.get_message_meta(message_id) == {"b": "2"}
+    assert session.get_message_contents(message_id) == b"second"
+    assert session.get_deferred_messages() == [message_id]
+
+
+# Bad arguments of store_message, each with the parameter that the error names.
+BAD_STORE_ARGS = [
+    pytest.param(({"a": 1}, b"x", None), "meta", id="meta-int-value"),
+    pytest.param(({"": "v"}, b"x", None), "meta", id="meta-empty-key"),
+    pytest.param(({"k\0": "v"}, b"x", None), "meta", id="meta-nul-key"),
+    pytest.param(({"k": "\ud800"}, b"x", None), "meta", id="meta-lone-surrogate"),
+    pytest.param(({"a": "1", "b": None}, b"x", None), "meta", id="meta-one-bad-value"),
+    pytest.param(([("a", "1")], b"x", None), "meta", id="meta-not-mapping"),
+    pytest.param(({"a": "1"}, "text", None), "contents", id="contents-str"),
+    pytest.param(({"a": "1"}, None, None), "contents", id="contents-none"),
+    pytest.param(({"a": "1"}, b"x", -1.0), "retry", id="retry-negative"),
+    pytest.param(({"a": "1"}, b"x", float("nan")), "retry", id="retry-nan"),
+    pytest.param(({"a": "1"}, b"x", float("inf")), "retry", id="retry-inf"),
+    pytest.param(({"a": "1"}, b"x", True), "retry", id="retry-bool"),
+    pytest.param(({"a": "1"}, b"x", "10"), "retry", id="retry-str"),
+]
+
+
+@pytest.mark.parametrize(("args", "param"), BAD_STORE_ARGS)
+def test_store_bad_input_stores_nothing(
+    kit: EngineKit, session: Session, stored: str, args: tuple[Any, ...], param: str
+) -> None:
+    before = stored_state(session)
+    keys_before = redis_key_counts(kit) if kit.server is not None else None
+
+    with pytest.raises(InvalidArgument) as caught:
+        session.store_message(*args)
+
+    assert caught.value.param.startswith(param)
+    assert stored_state(session) == before
+    if kit.server is not None:
+        assert redis_key_counts(kit) == keys_before
 
 
 # get_all_messages
@@ -416,6 +550,8 @@ CALLS_WITH_ID = [
     pytest.param("get_message_contents", (), id="get_message_contents"),
     pytest.param("set_message_retry", (100.0,), id="set_message_retry"),
     pytest.param("lock_message", (LONG_LOCK,), id="lock_message"),
+    pytest.param("lock_message", (LONG_LOCK, OWNER_A), id="lock_message-owner"),
+    pytest.param("refresh_lock", (LONG_LOCK, OWNER_A), id="refresh_lock"),
     pytest.param("describe_message", (), id="describe_message"),
 ]
 
@@ -454,6 +590,50 @@ def test_unknown_id_not_registered(session: Session) -> None:
     assert session.get_all_messages() == []
     assert session.get_deferred_messages() == []
     assert session.get_active_messages() == []
+
+
+# Every write that takes an id, with valid arguments after the id.
+WRITES_WITH_ID = [
+    pytest.param("set_message_meta", ({"a": "1"},), id="set_message_meta"),
+    pytest.param("set_message_meta", ({},), id="set_message_meta-empty"),
+    pytest.param("set_message_meta_key", ("a", "1"), id="set_message_meta_key"),
+    pytest.param("set_message_meta_key", ("sender", None), id="set_message_meta_key-remove"),
+    pytest.param("set_message_contents", (b"x",), id="set_message_contents"),
+    pytest.param("set_message_contents", (b"",), id="set_message_contents-empty"),
+    pytest.param("set_message_retry", (100.0,), id="set_message_retry"),
+    pytest.param("lock_message", (LONG_LOCK,), id="lock_message"),
+    pytest.param("lock_message", (LONG_LOCK, OWNER_A), id="lock_message-owner"),
+    pytest.param("refresh_lock", (LONG_LOCK, OWNER_A), id="refresh_lock"),
+]
+
+
+@pytest.mark.parametrize(("method", "args"), WRITES_WITH_ID)
+def test_write_after_delete_raises(
+    kit: EngineKit, session: Session, stored: str, method: str, args: tuple[Any, ...]
+) -> None:
+    # Another relayer deletes the message while this one still has its id.
+    with kit.connect() as other:
+        other.delete_message(stored)
+
+    with pytest.raises(MessageNotFound) as caught:
+        getattr(session, method)(stored, *args)
+
+    assert caught.value.message_id == stored
+    assert session.get_all_messages() == []
+    assert session.get_deferred_messages() == []
+    assert session.get_active_messages() == []
+    if kit.server is not None:
+        assert redis_key_counts(kit) == [0, 0, 0, 0]
+
+
+@pytest.mark.parametrize("owner", [None, OWNER_A])
+def test_unlock_after_delete(kit: EngineKit, session: Session, stored: str, owner: str | None) -> None:
+    session.delete_message(stored)
+
+    assert session.unlock_message(stored, owner) is False
+    assert session.get_all_messages() == []
+    if kit.server is not None:
+        assert redis_key_counts(kit) == [0, 0, 0, 0]
 
 
 # delete_message
@@ -753,6 +933,255 @@ def test_unlock_unknown_noop(session: Session, stored: str) -> None:
     assert stored_state(session) == before
 
 
+# Lock owners, the return value of unlock_message, and refresh_lock
+
+
+def test_lock_owner_twice_false(session: Session) -> None:
+    message_id = session.claim_message_id()
+
+    assert session.lock_message(message_id, LONG_LOCK, OWNER_A) is True
+    assert session.lock_message(message_id, LONG_LOCK, OWNER_A) is False
+    assert session.lock_message(message_id, LONG_LOCK, OWNER_B) is False
+    assert session.lock_message(message_id, LONG_LOCK) is False
+
+
+def test_lock_owner_after_plain_lock(session: Session) -> None:
+    message_id = session.claim_message_id()
+    session.lock_message(message_id, LONG_LOCK)
+
+    assert session.lock_message(message_id, LONG_LOCK, OWNER_A) is False
+
+
+def test_lock_owner_listed_active(session: Session) -> None:
+    message_id = session.claim_message_id()
+
+    session.lock_message(message_id, LONG_LOCK, OWNER_A)
+
+    assert session.get_active_messages() == [message_id]
+
+
+def test_lock_owner_expires(kit: EngineKit, session: Session) -> None:
+    message_id = session.claim_message_id()
+    session.lock_message(message_id, SHORT_LOCK, OWNER_A)
+
+    kit.advance(PAST_SHORT_LOCK)
+
+    assert session.lock_message(message_id, LONG_LOCK, OWNER_A) is True
+
+
+def test_lock_owner_locked_rejected(session: Session) -> None:
+    # "locked" is the value of a lock without an owner, so no owner may use it.
+    message_id = session.claim_message_id()
+
+    with pytest.raises(InvalidArgument) as caught:
+        session.lock_message(message_id, LONG_LOCK, "locked")
+
+    assert caught.value.param == "owner"
+    assert session.get_active_messages() == []
+
+
+def test_unlock_returns_true(session: Session) -> None:
+    message_id = session.claim_message_id()
+    session.lock_message(message_id, LONG_LOCK)
+
+    assert session.unlock_message(message_id) is True
+    assert session.get_active_messages() == []
+
+
+def test_unlock_twice_returns_false(session: Session) -> None:
+    message_id = session.claim_message_id()
+    session.lock_message(message_id, LONG_LOCK)
+    session.unlock_message(message_id)
+
+    assert session.unlock_message(message_id) is False
+
+
+def test_unlock_unlocked_returns_false(session: Session) -> None:
+    message_id = session.claim_message_id()
+
+    assert session.unlock_message(message_id) is False
+    assert session.unlock_message(message_id, OWNER_A) is False
+
+
+def test_unlock_unknown_returns_false(session: Session) -> None:
+    assert session.unlock_message(UNKNOWN_ID) is False
+    assert session.unlock_message(UNKNOWN_ID, OWNER_A) is False
+
+
+def test_unlock_expired_returns_false(kit: EngineKit, session: Session) -> None:
+    message_id = session.claim_message_id()
+    session.lock_message(message_id, SHORT_LOCK, OWNER_A)
+
+    kit.advance(PAST_SHORT_LOCK)
+
+    assert session.unlock_message(message_id, OWNER_A) is False
+    assert session.unlock_message(message_id) is False
+
+
+def test_unlock_owner_removes_own(session: Session, second_session: Session) -> None:
+    message_id = session.claim_message_id()
+    session.lock_message(message_id, LONG_LOCK, OWNER_A)
+
+    assert second_session.unlock_message(message_id, OWNER_A) is True
+    assert session.get_active_messages() == []
+    assert session.lock_message(message_id, LONG_LOCK, OWNER_B) is True
+
+
+def test_unlock_other_owner_keeps(session: Session) -> None:
+    message_id = session.claim_message_id()
+    session.lock_message(message_id, LONG_LOCK, OWNER_A)
+
+    assert session.unlock_message(message_id, OWNER_B) is False
+    assert session.get_active_messages() == [message_id]
+    assert session.lock_message(message_id, LONG_LOCK, OWNER_B) is False
+    assert session.unlock_message(message_id, OWNER_A) is True
+
+
+def test_unlock_owner_keeps_plain_lock(session: Session) -> None:
+    # A lock taken without an owner is not any owner's lock.
+    message_id = session.claim_message_id()
+    session.lock_message(message_id, LONG_LOCK)
+
+    assert session.unlock_message(message_id, OWNER_A) is False
+    assert session.get_active_messages() == [message_id]
+
+
+def test_unlock_without_owner_removes_any(session: Session) -> None:
+    message_id = session.claim_message_id()
+    session.lock_message(message_id, LONG_LOCK, OWNER_A)
+
+    assert session.unlock_message(message_id) is True
+    assert session.get_active_messages() == []
+
+
+def test_unlock_owner_keeps_other_messages(session: Session) -> None:
+    first = session.claim_message_id()
+    second = session.claim_message_id()
+    session.lock_message(first, LONG_LOCK, OWNER_A)
+    session.lock_message(second, LONG_LOCK, OWNER_A)
+
+    assert session.unlock_message(first, OWNER_A) is True
+    assert session.get_active_messages() == [second]
+
+
+def test_refresh_extends_own_lock(kit: EngineKit, session: Session) -> None:
+    message_id = session.claim_message_id()
+    session.lock_message(message_id, SHORT_LOCK, OWNER_A)
+
+    refreshed = session.refresh_lock(message_id, LONG_LOCK, OWNER_A)
+    kit.advance(PAST_SHORT_LOCK)
+
+    assert refreshed is True
+    assert session.get_active_messages() == [message_id]
+    assert session.lock_message(message_id, LONG_LOCK, OWNER_B) is False
+    remaining = session.describe_message(message_id).lock_remaining
+    assert remaining is not None
+    assert LONG_LOCK - 5 < remaining <= LONG_LOCK
+
+
+def test_refresh_shortens_own_lock(kit: EngineKit, session: Session) -> None:
+    message_id = session.claim_message_id()
+    session.lock_message(message_id, LONG_LOCK, OWNER_A)
+
+    refreshed = session.refresh_lock(message_id, SHORT_LOCK, OWNER_A)
+    kit.advance(PAST_SHORT_LOCK)
+
+    assert refreshed is True
+    assert session.get_active_messages() == []
+    assert session.lock_message(message_id, LONG_LOCK, OWNER_B) is True
+
+
+def test_refresh_other_owner_false(kit: EngineKit, session: Session) -> None:
+    message_id = session.claim_message_id()
+    session.lock_message(message_id, SHORT_LOCK, OWNER_A)
+
+    refreshed = session.refresh_lock(message_id, LONG_LOCK, OWNER_B)
+    kit.advance(PAST_SHORT_LOCK)
+
+    assert refreshed is False
+    # The refresh that returned False left the short expiry as it was.
+    assert session.get_active_messages() == []
+    assert session.lock_message(message_id, LONG_LOCK, OWNER_B) is True
+
+
+def test_refresh_plain_lock_false(session: Session) -> None:
+    message_id = session.claim_message_id()
+    session.lock_message(message_id, LONG_LOCK)
+
+    assert session.refresh_lock(message_id, LONG_LOCK, OWNER_A) is False
+    assert session.get_active_messages() == [message_id]
+
+
+def test_refresh_without_lock_false(session: Session) -> None:
+    message_id = session.claim_message_id()
+
+    assert session.refresh_lock(message_id, LONG_LOCK, OWNER_A) is False
+    assert session.get_active_messages() == []
+    assert session.lock_message(message_id, LONG_LOCK, OWNER_B) is True
+
+
+def test_refresh_after_expiry_false(kit: EngineKit, session: Session) -> None:
+    message_id = session.claim_message_id()
+    session.lock_message(message_id, SHORT_LOCK, OWNER_A)
+
+    kit.advance(PAST_SHORT_LOCK)
+
+    assert session.refresh_lock(message_id, LONG_LOCK, OWNER_A) is False
+    assert session.get_active_messages() == []
+
+
+def test_refresh_after_unlock_false(session: Session) -> None:
+    message_id = session.claim_message_id()
+    session.lock_message(message_id, LONG_LOCK, OWNER_A)
+    session.unlock_message(message_id, OWNER_A)
+
+    assert session.refresh_lock(message_id, LONG_LOCK, OWNER_A) is False
+    assert session.get_active_messages() == []
+
+
+def test_refresh_unknown_id_raises(session: Session) -> None:
+    with pytest.raises(MessageNotFound) as caught:
+        session.refresh_lock(UNKNOWN_ID, LONG_LOCK, OWNER_A)
+
+    assert caught.value.message_id == UNKNOWN_ID
+    assert session.get_all_messages() == []
+    assert session.get_active_messages() == []
+
+
+@pytest.mark.parametrize(
+    "owner", [None, "locked", "", "a b", 5], ids=["none", "locked", "empty", "space", "int"]
+)
+def test_refresh_bad_owner_raises(session: Session, owner: Any) -> None:
+    message_id = session.claim_message_id()
+    session.lock_message(message_id, LONG_LOCK)
+
+    with pytest.raises(InvalidArgument) as caught:
+        session.refresh_lock(message_id, LONG_LOCK, owner)
+
+    assert caught.value.param == "owner"
+
+
+def test_stale_holder_loses_lock(kit: EngineKit, session: Session, second_session: Session) -> None:
+    # Relayer A stalls past its lock, relayer B takes the message over, and
+    # A's late unlock and refresh must not touch B's lock.
+    message_id = session.claim_message_id()
+    assert session.lock_message(message_id, SHORT_LOCK, OWNER_A) is True
+
+    kit.advance(PAST_SHORT_LOCK)
+    taken_over = second_session.lock_message(message_id, LONG_LOCK, OWNER_B)
+    stale_unlock = session.unlock_message(message_id, OWNER_A)
+    stale_refresh = session.refresh_lock(message_id, LONG_LOCK, OWNER_A)
+
+    assert taken_over is True
+    assert stale_unlock is False
+    assert stale_refresh is False
+    assert session.get_active_messages() == [message_id]
+    assert session.lock_message(message_id, LONG_LOCK, OWNER_A) is False
+    assert second_session.refresh_lock(message_id, LONG_LOCK, OWNER_B) is True
+    assert second_session.unlock_message(message_id, OWNER_B) is True
+    assert session.get_active_messages() == []
+
+
 # get_active_messages
 
 
@@ -844,8 +1273,12 @@ CALLS_AFTER_CLOSE = [
     ("get_message_meta_key", (UNKNOWN_ID, "a")),
     ("get_message_contents", (UNKNOWN_ID,)),
     ("set_message_retry", (UNKNOWN_ID, 1.0)),
+    ("store_message", ({"a": "1"}, b"x")),
     ("lock_message", (UNKNOWN_ID, 1.0)),
+    ("lock_message", (UNKNOWN_ID, 1.0, OWNER_A)),
+    ("refresh_lock", (UNKNOWN_ID, 1.0, OWNER_A)),
     ("unlock_message", (UNKNOWN_ID,)),
+    ("unlock_message", (UNKNOWN_ID, OWNER_A)),
     ("delete_message", (UNKNOWN_ID,)),
     ("describe_message", (UNKNOWN_ID,)),
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -112,9 +113,11 @@ def lock_length_ms(value: Any, param: str = "length") -> int:
             param, value, f"a lock length must be greater than 0 and at most {MAX_LOCK_LENGTH} seconds"
         )
 
-    # Rounding to 6 places first drops float noise such as 2.007 * 1000 ==
-    # 2007.0000000000002, which would otherwise round up to 2008 ms.
-    return max(1, math.ceil(round(number * 1000, 6)))
+    # The shortest decimal that prints as the float is the length the
+    # caller wrote. Multiplying the float instead adds noise that can round
+    # up a whole millisecond too far: 2.007 * 1000 == 2007.0000000000002,
+    # and 8524671.628 * 1000 is 8524671628.000001.
+    return max(1, math.ceil(Decimal(repr(number)) * 1000))
 
 
 def lock_owner(value: Any, param: str = "owner") -> str:
