@@ -35,7 +35,12 @@ HEADER = (
 )
 
 # Public members of the Python Session that the spec does not list.
-PYTHON_EXTENSIONS = ["describe_message"]
+PYTHON_EXTENSIONS = [
+    "describe_message",
+    "iter_all_messages",
+    "iter_deferred_messages",
+    "iter_active_messages",
+]
 # Exception classes of the Python binding that refine an error kind of the spec.
 PYTHON_EXCEPTIONS = (("MessageTooLarge", "invalid_argument"),)
 
@@ -601,7 +606,11 @@ def page_python(pages: Pages) -> str:
         ]
     for name in PYTHON_EXTENSIONS:
         lines += [f"   .. automethod:: {name}", "", "      Python only: the spec has no such method.", ""]
-    lines += [".. autoclass:: slimta.storage.MessageInfo", "   :members:", "", *heading("Exceptions", "-")]
+
+    for name in ("Message", "Page", "NewMessage", "MessageInfo"):
+        lines += [f".. autoclass:: slimta.storage.{name}", "   :members:", ""]
+
+    lines += heading("Exceptions", "-")
     lines += [".. autoexception:: slimta.storage.StorageError", ""]
     for error in spec["errors"]:
         lines += [f".. autoexception:: slimta.storage.{error['python']}", ""]

@@ -39,7 +39,7 @@ from slimta.storage import memory
 from slimta.storage.conformance import AdapterServer, default_factory
 from slimta.storage.memory import MemorySession
 from slimta.storage.redis import RedisSession
-from slimta.storage.session import Session
+from slimta.storage.session import Page, Session
 
 # Long enough for any runner timeout that the tests use, short enough
 # that a stray adapter ends by itself.
@@ -80,10 +80,13 @@ class MergingMetaSession(RedisSession):
 
 
 class UnorderedDeferredSession(RedisSession):
-    """Returns the deferred ids in reverse order."""
+    """Returns the deferred ids of each page in reverse order."""
 
-    def _do_get_deferred_messages(self, until: float | None) -> list[str]:
-        return list(reversed(super()._do_get_deferred_messages(until)))
+    def _do_get_deferred_messages_page(
+        self, until: float | None, cursor: str | None, count: int, operation: str
+    ) -> Page:
+        page = super()._do_get_deferred_messages_page(until, cursor, count, operation)
+        return Page(list(reversed(page.message_ids)), page.cursor)
 
 
 class CrashingSession(MemorySession):

@@ -26,7 +26,7 @@ import pytest
 import yaml
 from conftest import OFFSET
 
-from slimta.storage import cli, conformance
+from slimta.storage import SPEC_VERSION, cli, conformance
 from slimta.storage.conformance import _adapter_client, _engines, _values
 from slimta.storage.conformance._values import VectorValueError, WireError
 from slimta.storage.testing import RedisServer
@@ -82,7 +82,7 @@ def write_vectors(
     directory: Path,
     cases: list[dict[str, Any]],
     vector_format: str = "1.2",
-    spec_version: str = "1.1.0",
+    spec_version: str = SPEC_VERSION,
 ) -> Path:
     """Write the cases as the group g, with the index.json that lists them, and return the folder."""
     directory.mkdir(exist_ok=True)
@@ -607,7 +607,7 @@ def test_older_binding_spec_warns_and_runs(tmp_path: Path, run: Any) -> None:
     assert result.status == 0
     assert result.line("lists") == "PASS lists"
     assert (
-        "warning: the binding's spec_version 1.1.0 is older than the vectors' spec_version 1.9.0"
+        f"warning: the binding's spec_version {SPEC_VERSION} is older than the vectors' spec_version 1.9.0"
         in result.err
     )
 

@@ -27,13 +27,16 @@ from faultproxy import FaultProxy, command, script
 
 from slimta.storage import (
     InvalidArgument,
+    Message,
     MessageNotFound,
     MessageTooLarge,
+    Page,
     Session,
     StorageUnavailable,
 )
 from slimta.storage import redis as redis_engine
 from slimta.storage.redis import RedisEngine
+from slimta.storage.redis import _bulk as redis_bulk
 from slimta.storage.redis._scripts import SCRIPTS
 from slimta.storage.testing import RedisServer
 
@@ -221,6 +224,7 @@ class Write:
 OLD_META = {"old": "1", "keep": "2"}
 OLD_CONTENTS = b"old body\r\n"
 OLD_RETRY = 100.0
+OLD_MESSAGE = Message(OLD_META, OLD_CONTENTS)
 
 WRITES = [
     Write(
@@ -295,6 +299,29 @@ WRITES = [
         "delete",
         lambda s, m: s.delete_message(m),
         {"listed": False, "retry": None, "meta": {}, "contents": None, "lock": None},
+        locked_before=True,
+    ),
+    Write(
+        "checkout_owner",
+        "checkout_message",
+        "checkout",
+        lambda s, m: s.checkout_message(m, 60, OWNER),
+        {"lock": OWNER, "long_lock": True},
+    ),
+    Write(
+        "finish_owner",
+        "finish_message",
+        "finish",
+        lambda s, m: s.finish_message(m, OWNER),
+        {"listed": False, "retry": None, "meta": {}, "contents": None, "lock": None},
+        locked_before=True,
+    ),
+    Write(
+        "defer_owner",
+        "defer_message",
+        "defer",
+        lambda s, m: s.defer_message(m, 300.0, OWNER),
+        {"retry": 300.0, "meta": {**OLD_META, "attempts": "1"}, "lock": None},
         locked_before=True,
     ),
 ]
@@ -430,6 +457,87 @@ def test_store_fails_after_two_lost_replies(
     assert key_counts(clean_redis) == [2, 1, 1, 0]
 
 
+# store_messages: one pipeline of store.lua calls
+
+BULK = [
+    {"meta": {**OLD_META, "index": str(index)}, "contents": OLD_CONTENTS, "retry": OLD_RETRY}
+    for index in range(3)
+]
+
+
+@pytest.mark.parametrize("drop", ["reply", "request"])
+@pytest.mark.parametrize("nth", [1, 2, 3])
+def test_lost_bulk_store_stores_each_once(
+    drop: str, nth: int, proxy: FaultProxy, proxied: RedisEngine, clean_redis: RedisServer
+) -> None:
+    # The pipeline is sent once more with the same ids, whether the server
+    # ran all of it (lost reply) or only the stores before the nth (lost
+    # request).
+    with proxied.connect() as session:
+        getattr(proxy, f"drop_{drop}")(script("store"), nth=nth)
+        message_ids = session.store_messages(BULK)
+        messages = session.get_messages(message_ids)
+
+    assert proxy.fired() == 1
+    assert stored_ids(clean_redis) == set(message_ids)
+    assert key_counts(clean_redis) == [2, 3, 3, 0]
+    assert [messages[message_id].meta["index"] for message_id in message_ids] == ["0", "1", "2"]
+
+
+def test_bulk_store_fails_after_two_lost_replies(
+    proxy: FaultProxy, proxied: RedisEngine, clean_redis: RedisServer
+) -> None:
+    with proxied.connect() as session:
+        proxy.drop_reply(script("store"), nth=1)
+        proxy.drop_reply(script("store"), nth=4)
+
+        with pytest.raises(StorageUnavailable) as raised:
+            session.store_messages(BULK)
+
+    assert proxy.fired() == 2
+    assert_names_proxy(raised.value, proxy, "store_messages")
+    assert len(stored_ids(clean_redis)) == 3
+    assert key_counts(clean_redis) == [2, 3, 3, 0]
+
+
+def fixed_ids(monkeypatch: pytest.MonkeyPatch, ids: Iterator[str]) -> None:
+    """Make the bulk store draw its new ids from ``ids``."""
+    monkeypatch.setattr(redis_bulk.uuid, "uuid4", lambda: next(ids))
+
+
+def test_bulk_store_taken_id_gets_new_one(
+    monkeypatch: pytest.MonkeyPatch, clean_redis: RedisServer, proxy: FaultProxy, proxied: RedisEngine
+) -> None:
+    taken, first, second = (str(uuid.UUID(int=number, version=4)) for number in (1, 2, 3))
+    raw_client(clean_redis, 0).sadd("message_ids", taken)
+    fixed_ids(monkeypatch, iter([first, taken, second]))
+
+    with proxied.connect() as session:
+        message_ids = session.store_messages(BULK[:2])
+        messages = session.get_messages(message_ids)
+
+    assert message_ids == [first, second]
+    assert proxy.scripts[SCRIPTS["store"].sha] == 3
+    assert messages[second].meta["index"] == "1"
+    assert stored_ids(clean_redis) == {taken, first, second}
+    assert raw_client(clean_redis, 1).exists(taken) == 0
+
+
+def test_bulk_store_ids_always_taken(
+    monkeypatch: pytest.MonkeyPatch, clean_redis: RedisServer, proxied: RedisEngine
+) -> None:
+    taken = str(uuid.UUID(int=1, version=4))
+    raw_client(clean_redis, 0).sadd("message_ids", taken)
+    fixed_ids(monkeypatch, itertools.repeat(taken))
+
+    with proxied.connect() as session, pytest.raises(StorageUnavailable) as raised:
+        session.store_messages(BULK[:1])
+
+    assert raised.value.operation == "store_messages"
+    assert "stored already" in str(raised.value)
+    assert key_counts(clean_redis) == [1, 0, 0, 0]
+
+
 @dataclass(frozen=True)
 class Read:
     operation: str
@@ -441,13 +549,7 @@ class Read:
 
 READS = [
     Read("get_all_messages", "SSCAN", lambda s, m: s.get_all_messages(), lambda m: [m], is_script=False),
-    Read(
-        "get_deferred_messages",
-        "ZRANGE",
-        lambda s, m: s.get_deferred_messages(),
-        lambda m: [m],
-        is_script=False,
-    ),
+    Read("get_deferred_messages", "deferred_page", lambda s, m: s.get_deferred_messages(), lambda m: [m]),
     Read("get_active_messages", "active_page", lambda s, m: s.get_active_messages(), lambda m: [m]),
     Read("get_message_meta", "get_meta", lambda s, m: s.get_message_meta(m), lambda m: OLD_META),
     Read(
@@ -461,6 +563,34 @@ READS = [
         "describe",
         lambda s, m: s.describe_message(m).size,
         lambda m: len(OLD_CONTENTS),
+    ),
+    Read(
+        "get_message", "get_message", lambda s, m: s.get_message(m), lambda m: Message(OLD_META, OLD_CONTENTS)
+    ),
+    Read(
+        "get_messages",
+        "get_message",
+        lambda s, m: s.get_messages([m]),
+        lambda m: {m: OLD_MESSAGE},
+    ),
+    Read(
+        "get_all_messages_page",
+        "SSCAN",
+        lambda s, m: s.get_all_messages_page(),
+        lambda m: Page([m], None),
+        is_script=False,
+    ),
+    Read(
+        "get_deferred_messages_page",
+        "deferred_page",
+        lambda s, m: s.get_deferred_messages_page(),
+        lambda m: Page([m], None),
+    ),
+    Read(
+        "get_active_messages_page",
+        "active_page",
+        lambda s, m: s.get_active_messages_page(),
+        lambda m: Page([m], None),
     ),
 ]
 
@@ -860,6 +990,8 @@ def test_stale_holder_writes_not_found(kit: EngineKit) -> None:
 
 # The expected result of a call that returns a new message id.
 NEW_ID = object()
+# The expected result of a call that returns a list of new message ids.
+NEW_IDS = object()
 
 
 def test_script_flush_before_every_call(clean_redis: RedisServer) -> None:
@@ -869,28 +1001,43 @@ def test_script_flush_before_every_call(clean_redis: RedisServer) -> None:
     message_id = session.store_message(OLD_META, OLD_CONTENTS, OLD_RETRY)
     assert session.lock_message(message_id, LOCK_LENGTH, OWNER)
 
-    # (method, call, expected result, whether it runs a Lua script), in an
+    # (method, call, expected result, how many scripts it runs), in an
     # order where each call finds the state the calls before it left.
-    calls: list[tuple[str, Callable[[], object], object, bool]] = [
-        ("get_all_messages", session.get_all_messages, [message_id], False),
-        ("get_active_messages", session.get_active_messages, [message_id], True),
-        ("get_deferred_messages", lambda: session.get_deferred_messages(OLD_RETRY), [message_id], False),
-        ("get_message_meta", lambda: session.get_message_meta(message_id), OLD_META, True),
-        ("get_message_meta_key", lambda: session.get_message_meta_key(message_id, "old"), "1", True),
-        ("get_message_contents", lambda: session.get_message_contents(message_id), OLD_CONTENTS, True),
-        ("describe_message", lambda: session.describe_message(message_id).size, len(OLD_CONTENTS), True),
-        ("set_message_meta", lambda: session.set_message_meta(message_id, {"a": "1"}), None, True),
-        ("set_message_meta_key", lambda: session.set_message_meta_key(message_id, "b", "2"), None, True),
-        ("set_message_contents", lambda: session.set_message_contents(message_id, b"new"), None, True),
-        ("set_message_retry", lambda: session.set_message_retry(message_id, 5.0), None, True),
-        ("refresh_lock", lambda: session.refresh_lock(message_id, LOCK_LENGTH, OWNER), True, True),
-        ("unlock_message", lambda: session.unlock_message(message_id, OWNER), True, True),
-        ("lock_message", lambda: session.lock_message(message_id, LOCK_LENGTH), True, True),
-        ("unlock_message", lambda: session.unlock_message(message_id), True, True),
-        ("lock_message", lambda: session.lock_message(message_id, LOCK_LENGTH, OWNER), True, True),
-        ("claim_message_id", session.claim_message_id, NEW_ID, False),
-        ("store_message", lambda: session.store_message({"c": "3"}, b"second"), NEW_ID, True),
-        ("delete_message", lambda: session.delete_message(message_id), None, True),
+    now = Message({"a": "1", "b": "2"}, b"new")
+    calls: list[tuple[str, Callable[[], object], object, int]] = [
+        ("get_all_messages", session.get_all_messages, [message_id], 0),
+        ("get_active_messages", session.get_active_messages, [message_id], 1),
+        ("get_deferred_messages", lambda: session.get_deferred_messages(OLD_RETRY), [message_id], 1),
+        ("get_message_meta", lambda: session.get_message_meta(message_id), OLD_META, 1),
+        ("get_message_meta_key", lambda: session.get_message_meta_key(message_id, "old"), "1", 1),
+        ("get_message_contents", lambda: session.get_message_contents(message_id), OLD_CONTENTS, 1),
+        ("describe_message", lambda: session.describe_message(message_id).size, len(OLD_CONTENTS), 1),
+        ("set_message_meta", lambda: session.set_message_meta(message_id, {"a": "1"}), None, 1),
+        ("set_message_meta_key", lambda: session.set_message_meta_key(message_id, "b", "2"), None, 1),
+        ("set_message_contents", lambda: session.set_message_contents(message_id, b"new"), None, 1),
+        ("set_message_retry", lambda: session.set_message_retry(message_id, 5.0), None, 1),
+        ("refresh_lock", lambda: session.refresh_lock(message_id, LOCK_LENGTH, OWNER), True, 1),
+        ("unlock_message", lambda: session.unlock_message(message_id, OWNER), True, 1),
+        ("lock_message", lambda: session.lock_message(message_id, LOCK_LENGTH), True, 1),
+        ("unlock_message", lambda: session.unlock_message(message_id), True, 1),
+        ("lock_message", lambda: session.lock_message(message_id, LOCK_LENGTH, OWNER), True, 1),
+        ("get_message", lambda: session.get_message(message_id), now, 1),
+        ("get_messages", lambda: session.get_messages([message_id, "not-stored"]), {message_id: now}, 2),
+        ("get_all_messages_page", session.get_all_messages_page, Page([message_id], None), 0),
+        ("get_deferred_messages_page", session.get_deferred_messages_page, Page([message_id], None), 1),
+        ("get_active_messages_page", session.get_active_messages_page, Page([message_id], None), 1),
+        ("defer_message", lambda: session.defer_message(message_id, 6.0, OWNER), 1, 1),
+        (
+            "checkout_message",
+            lambda: session.checkout_message(message_id, LOCK_LENGTH, OWNER),
+            Message({**now.meta, "attempts": "1"}, b"new"),
+            1,
+        ),
+        ("claim_message_id", session.claim_message_id, NEW_ID, 0),
+        ("store_message", lambda: session.store_message({"c": "3"}, b"second"), NEW_ID, 1),
+        ("store_messages", lambda: session.store_messages([{"meta": {}, "contents": b"x"}] * 2), NEW_IDS, 2),
+        ("finish_message", lambda: session.finish_message(message_id, OWNER), True, 1),
+        ("delete_message", lambda: session.delete_message(message_id), None, 1),
     ]
     results = []
     evals = []
@@ -903,12 +1050,16 @@ def test_script_flush_before_every_call(clean_redis: RedisServer) -> None:
     session.close()
     engine.close()
 
-    new_ids = [result for (_, result), call in zip(results, calls, strict=True) if call[2] is NEW_ID]
+    new_ids: list[Any] = []
     for (name, result), (_, _, expected, _) in zip(results, calls, strict=True):
-        if expected is not NEW_ID:
+        if expected is NEW_ID:
+            new_ids.append(result)
+        elif expected is NEW_IDS:
+            new_ids += result
+        else:
             assert result == expected, name
     # Each script ran once by EVALSHA, got NOSCRIPT, and ran once by EVAL.
-    assert evals == [(name, 1 if scripted else 0) for name, _, _, scripted in calls]
+    assert evals == [(name, scripts) for name, _, _, scripts in calls]
     assert sorted(final) == sorted(new_ids)
 
 
@@ -950,6 +1101,25 @@ def test_store_over_bulk_limit(small_bulk: Session, small_bulk_server: RedisServ
         small_bulk.store_message({"k": "v"}, b"x" * (BULK_LIMIT + 1), 10.0)
 
     assert_too_large(raised.value, BULK_LIMIT + 1)
+    assert small_bulk.get_all_messages() == [kept_id]
+    assert key_counts(small_bulk_server) == before
+
+
+def test_bulk_store_over_limit_stores_none(small_bulk: Session, small_bulk_server: RedisServer) -> None:
+    kept_id = small_bulk.store_message({"k": "v"}, b"kept")
+    before = key_counts(small_bulk_server)
+    messages = [
+        {"meta": {}, "contents": b"small"},
+        {"meta": {}, "contents": b"x" * BULK_LIMIT},
+        {"meta": {}, "contents": b"x" * (BULK_LIMIT + 1)},
+    ]
+
+    with pytest.raises(MessageTooLarge) as raised:
+        small_bulk.store_messages(messages)
+
+    assert raised.value.param == "messages[2]['contents']"
+    assert (raised.value.size, raised.value.limit) == (BULK_LIMIT + 1, BULK_LIMIT)
+    assert "messages[2]['contents']" in str(raised.value)
     assert small_bulk.get_all_messages() == [kept_id]
     assert key_counts(small_bulk_server) == before
 

@@ -7,16 +7,28 @@ databases empty. ``kit.advance`` lets lock time pass.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import MappingProxyType
 from typing import Any
 
 import pytest
 from conftest import OFFSET, EngineKit, FakeClock
 
-from slimta.storage import InvalidArgument, MessageInfo, MessageNotFound, Session, SessionClosed, memory
+from slimta.storage import (
+    InvalidArgument,
+    Message,
+    MessageInfo,
+    MessageNotFound,
+    Page,
+    Session,
+    SessionClosed,
+    StorageUnavailable,
+    memory,
+)
+from slimta.storage.testing import RedisServer
 
 UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
@@ -553,6 +565,13 @@ CALLS_WITH_ID = [
     pytest.param("lock_message", (LONG_LOCK, OWNER_A), id="lock_message-owner"),
     pytest.param("refresh_lock", (LONG_LOCK, OWNER_A), id="refresh_lock"),
     pytest.param("describe_message", (), id="describe_message"),
+    pytest.param("get_message", (), id="get_message"),
+    pytest.param("checkout_message", (LONG_LOCK,), id="checkout_message"),
+    pytest.param("checkout_message", (LONG_LOCK, OWNER_A), id="checkout_message-owner"),
+    pytest.param("finish_message", (), id="finish_message"),
+    pytest.param("finish_message", (OWNER_A,), id="finish_message-owner"),
+    pytest.param("defer_message", (100.0,), id="defer_message"),
+    pytest.param("defer_message", (100.0, OWNER_A), id="defer_message-owner"),
 ]
 
 
@@ -604,6 +623,9 @@ WRITES_WITH_ID = [
     pytest.param("lock_message", (LONG_LOCK,), id="lock_message"),
     pytest.param("lock_message", (LONG_LOCK, OWNER_A), id="lock_message-owner"),
     pytest.param("refresh_lock", (LONG_LOCK, OWNER_A), id="refresh_lock"),
+    pytest.param("checkout_message", (LONG_LOCK,), id="checkout_message"),
+    pytest.param("finish_message", (), id="finish_message"),
+    pytest.param("defer_message", (100.0,), id="defer_message"),
 ]
 
 
@@ -1281,6 +1303,18 @@ CALLS_AFTER_CLOSE = [
     ("unlock_message", (UNKNOWN_ID, OWNER_A)),
     ("delete_message", (UNKNOWN_ID,)),
     ("describe_message", (UNKNOWN_ID,)),
+    ("get_message", (UNKNOWN_ID,)),
+    ("get_messages", ([UNKNOWN_ID],)),
+    ("checkout_message", (UNKNOWN_ID, 1.0)),
+    ("finish_message", (UNKNOWN_ID,)),
+    ("defer_message", (UNKNOWN_ID, 1.0)),
+    ("store_messages", ([{"meta": {}, "contents": b"x"}],)),
+    ("get_all_messages_page", ()),
+    ("get_deferred_messages_page", ()),
+    ("get_active_messages_page", ()),
+    ("iter_all_messages", ()),
+    ("iter_deferred_messages", ()),
+    ("iter_active_messages", ()),
 ]
 
 
@@ -1378,3 +1412,989 @@ def test_many_sessions_open(kit: EngineKit) -> None:
     for opened in sessions:
         assert sorted(opened.get_all_messages()) == sorted(ids)
         opened.close()
+
+
+# Helpers for the methods of version 1.2
+
+
+def require_redis(kit: EngineKit) -> RedisServer:
+    """Return the kit's Redis server, or skip a test that writes the layout by hand."""
+    if kit.server is None:
+        pytest.skip("writes keys of the Redis layout by hand")
+    return kit.server
+
+
+def read_pages(read_page: Callable[[str | None], Page], max_pages: int = 1000) -> list[Page]:
+    """Follow the cursors of a listing from the first page to the last, reading at most ``max_pages``."""
+    pages = [read_page(None)]
+    while pages[-1].cursor is not None:
+        assert len(pages) < max_pages, "the listing did not end"
+        pages.append(read_page(pages[-1].cursor))
+    return pages
+
+
+def page_ids(pages: list[Page]) -> list[str]:
+    return [message_id for page in pages for message_id in page.message_ids]
+
+
+def by_bytes(ids: dict[str, float]) -> list[str]:
+    """Return the ids in the order of get_deferred_messages: retry time, then the id's bytes."""
+    return sorted(ids, key=lambda message_id: (ids[message_id], message_id.encode()))
+
+
+def new_message(index: int, retry: float | None = None) -> dict[str, Any]:
+    message: dict[str, Any] = {"meta": {"index": str(index)}, "contents": b"body %d\r\n" % index}
+    if retry is not None:
+        message["retry"] = retry
+    return message
+
+
+# get_message
+
+
+def test_get_message_reads_both(session: Session) -> None:
+    meta = {"sender": "a@example.com", "recipients": "\0b@example.net"}
+    message_id = session.store_message(meta, b"Subject: hi\r\n\r\n\0\xff")
+
+    message = session.get_message(message_id)
+
+    assert message == Message(meta, b"Subject: hi\r\n\r\n\0\xff")
+    assert type(message.contents) is bytes
+
+
+def test_get_message_claimed_is_empty(session: Session) -> None:
+    message_id = session.claim_message_id()
+
+    assert session.get_message(message_id) == Message({}, None)
+
+
+def test_get_message_matches_single_reads(session: Session, stored: str) -> None:
+    message = session.get_message(stored)
+
+    assert message.meta == session.get_message_meta(stored)
+    assert message.contents == session.get_message_contents(stored)
+
+
+def test_get_message_meta_is_copy(session: Session, stored: str) -> None:
+    message = session.get_message(stored)
+    message.meta["sender"] = "changed"
+
+    assert session.get_message_meta(stored)["sender"] == "a@example.com"
+
+
+def test_message_is_frozen(session: Session, stored: str) -> None:
+    message = session.get_message(stored)
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        message.contents = b"other"  # type: ignore[misc]
+
+
+def test_get_message_does_not_lock(session: Session, stored: str) -> None:
+    other = session.store_message({}, b"x")
+
+    session.get_message(other)
+
+    assert session.get_active_messages() == [stored]
+
+
+# get_messages
+
+
+def test_get_messages_reads_each(session: Session) -> None:
+    ids = [session.store_message({"index": str(index)}, b"%d" % index) for index in range(5)]
+
+    messages = session.get_messages(ids)
+
+    assert list(messages) == ids
+    for index, message_id in enumerate(ids):
+        assert messages[message_id] == Message({"index": str(index)}, b"%d" % index)
+
+
+def test_get_messages_leaves_out_missing(session: Session, stored: str) -> None:
+    deleted = session.store_message({}, b"gone")
+    session.delete_message(deleted)
+
+    messages = session.get_messages([UNKNOWN_ID, stored, deleted])
+
+    assert list(messages) == [stored]
+    assert messages[stored] == session.get_message(stored)
+
+
+def test_get_messages_all_missing(session: Session) -> None:
+    assert session.get_messages([UNKNOWN_ID, "another-unknown-id"]) == {}
+
+
+def test_get_messages_duplicates_once(session: Session, stored: str) -> None:
+    other = session.claim_message_id()
+
+    messages = session.get_messages([stored, other, stored, UNKNOWN_ID, other])
+
+    assert list(messages) == [stored, other]
+    assert messages[other] == Message({}, None)
+
+
+def test_get_messages_any_iterable(session: Session, stored: str) -> None:
+    assert list(session.get_messages((stored,))) == [stored]
+    assert list(session.get_messages(iter([stored]))) == [stored]
+    assert list(session.get_messages({stored})) == [stored]
+
+
+def test_get_messages_full_batch(session: Session) -> None:
+    ids = session.store_messages([new_message(index) for index in range(1000)])
+
+    messages = session.get_messages(ids)
+
+    assert list(messages) == ids
+    assert messages[ids[999]] == Message({"index": "999"}, b"body 999\r\n")
+
+
+BAD_ID_BATCHES = [
+    pytest.param([], "message_ids", id="empty"),
+    pytest.param([f"id-{index}" for index in range(1001)], "message_ids", id="1001-ids"),
+    pytest.param("an-id", "message_ids", id="str"),
+    pytest.param(b"an-id", "message_ids", id="bytes"),
+    pytest.param({"an-id": 1}, "message_ids", id="mapping"),
+    pytest.param(None, "message_ids", id="none"),
+    pytest.param(7, "message_ids", id="int"),
+    pytest.param(["good-id", "has space"], "message_ids[1]", id="space-in-id"),
+    pytest.param(["good-id", ""], "message_ids[1]", id="empty-id"),
+    pytest.param(["good-id", 5], "message_ids[1]", id="int-id"),
+]
+
+
+@pytest.mark.parametrize(("batch", "param"), BAD_ID_BATCHES)
+def test_get_messages_bad_batch(session: Session, stored: str, batch: Any, param: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        session.get_messages(batch)
+
+    assert caught.value.param == param
+
+
+# checkout_message
+
+
+def test_checkout_locks_and_reads(session: Session, second_session: Session) -> None:
+    message_id = session.store_message({"sender": "a@example.com"}, b"body", 5.0)
+
+    message = session.checkout_message(message_id, LONG_LOCK, OWNER_A)
+
+    assert message == Message({"sender": "a@example.com"}, b"body")
+    assert session.get_active_messages() == [message_id]
+    assert second_session.lock_message(message_id, LONG_LOCK) is False
+    assert second_session.get_deferred_messages() == [message_id]
+
+
+def test_checkout_while_locked_none(session: Session, second_session: Session) -> None:
+    message_id = session.store_message({}, b"body")
+    assert session.checkout_message(message_id, LONG_LOCK, OWNER_A) is not None
+
+    again = second_session.checkout_message(message_id, LONG_LOCK, OWNER_B)
+    same_owner = session.checkout_message(message_id, LONG_LOCK, OWNER_A)
+
+    assert again is None
+    assert same_owner is None
+    # The first owner still holds the lock.
+    assert second_session.unlock_message(message_id, OWNER_B) is False
+    assert session.unlock_message(message_id, OWNER_A) is True
+
+
+def test_checkout_plain_lock_blocks(session: Session) -> None:
+    message_id = session.store_message({}, b"body")
+    session.lock_message(message_id, LONG_LOCK)
+
+    assert session.checkout_message(message_id, LONG_LOCK, OWNER_A) is None
+    assert session.refresh_lock(message_id, LONG_LOCK, OWNER_A) is False
+
+
+def test_checkout_failed_keeps_expiry(kit: EngineKit, session: Session) -> None:
+    message_id = session.store_message({}, b"body")
+    session.lock_message(message_id, SHORT_LOCK)
+    assert session.checkout_message(message_id, LONG_LOCK) is None
+
+    kit.advance(PAST_SHORT_LOCK)
+
+    assert session.checkout_message(message_id, LONG_LOCK) == Message({}, b"body")
+
+
+def test_checkout_owner_stored(session: Session) -> None:
+    message_id = session.store_message({}, b"body")
+    session.checkout_message(message_id, LONG_LOCK, OWNER_A)
+
+    assert session.refresh_lock(message_id, LONG_LOCK, OWNER_B) is False
+    assert session.refresh_lock(message_id, LONG_LOCK, OWNER_A) is True
+
+
+def test_checkout_without_owner(session: Session) -> None:
+    message_id = session.claim_message_id()
+
+    assert session.checkout_message(message_id, LONG_LOCK) == Message({}, None)
+    assert session.lock_message(message_id, LONG_LOCK) is False
+    assert session.unlock_message(message_id, OWNER_A) is False
+    assert session.unlock_message(message_id) is True
+
+
+def test_checkout_expires(kit: EngineKit, session: Session) -> None:
+    message_id = session.store_message({}, b"body")
+    session.checkout_message(message_id, SHORT_LOCK, OWNER_A)
+
+    kit.advance(PAST_SHORT_LOCK)
+
+    assert session.get_active_messages() == []
+    assert session.checkout_message(message_id, LONG_LOCK, OWNER_B) == Message({}, b"body")
+
+
+@pytest.mark.parametrize(
+    ("args", "param"),
+    [
+        pytest.param((0,), "length", id="zero-length"),
+        pytest.param((-1.0,), "length", id="negative-length"),
+        pytest.param((float("nan"),), "length", id="nan-length"),
+        pytest.param(("10",), "length", id="str-length"),
+        pytest.param((LONG_LOCK, "locked"), "owner", id="legacy-owner"),
+        pytest.param((LONG_LOCK, ""), "owner", id="empty-owner"),
+        pytest.param((LONG_LOCK, 7), "owner", id="int-owner"),
+    ],
+)
+def test_checkout_bad_args(session: Session, args: tuple[Any, ...], param: str) -> None:
+    message_id = session.store_message({}, b"body")
+
+    with pytest.raises(InvalidArgument) as caught:
+        session.checkout_message(message_id, *args)
+
+    assert caught.value.param == param
+    assert session.get_active_messages() == []
+
+
+# finish_message
+
+
+def test_finish_own_lock_deletes(kit: EngineKit, session: Session) -> None:
+    message_id = session.store_message({"a": "1"}, b"body", 5.0)
+    session.checkout_message(message_id, LONG_LOCK, OWNER_A)
+
+    assert session.finish_message(message_id, OWNER_A) is True
+
+    assert session.get_all_messages() == []
+    assert session.get_deferred_messages() == []
+    assert session.get_active_messages() == []
+    with pytest.raises(MessageNotFound):
+        session.get_message(message_id)
+    if kit.server is not None:
+        assert redis_key_counts(kit) == [0, 0, 0, 0]
+
+
+def test_finish_without_owner_deletes(session: Session, stored: str) -> None:
+    # The stored fixture holds a lock without an owner.
+    assert session.finish_message(stored) is True
+
+    assert session.get_all_messages() == []
+
+
+def test_finish_without_owner_ignores_lock(session: Session) -> None:
+    message_id = session.store_message({}, b"body")
+    session.lock_message(message_id, LONG_LOCK, OWNER_B)
+
+    assert session.finish_message(message_id) is True
+    assert session.get_all_messages() == []
+
+
+def test_finish_unlocked_without_owner(session: Session) -> None:
+    message_id = session.store_message({}, b"body")
+
+    assert session.finish_message(message_id) is True
+    assert session.get_all_messages() == []
+
+
+@pytest.mark.parametrize("lock", ["other-owner", "plain", "none", "expired"])
+def test_finish_not_holder_changes_nothing(kit: EngineKit, session: Session, lock: str) -> None:
+    message_id = session.store_message({"a": "1"}, b"body", 5.0)
+    if lock == "other-owner":
+        session.lock_message(message_id, LONG_LOCK, OWNER_B)
+    elif lock == "plain":
+        session.lock_message(message_id, LONG_LOCK)
+    elif lock == "expired":
+        session.lock_message(message_id, SHORT_LOCK, OWNER_A)
+        kit.advance(PAST_SHORT_LOCK)
+    before = stored_state(session)
+
+    assert session.finish_message(message_id, OWNER_A) is False
+
+    assert stored_state(session) == before
+
+
+def test_finish_twice_raises(session: Session) -> None:
+    message_id = session.store_message({}, b"body")
+    session.checkout_message(message_id, LONG_LOCK, OWNER_A)
+    session.finish_message(message_id, OWNER_A)
+
+    with pytest.raises(MessageNotFound):
+        session.finish_message(message_id, OWNER_A)
+
+
+def test_finish_keeps_other_messages(session: Session, stored: str) -> None:
+    message_id = session.store_message({}, b"body")
+    session.checkout_message(message_id, LONG_LOCK, OWNER_A)
+    before = stored_state(session)
+
+    session.finish_message(message_id, OWNER_A)
+
+    after = stored_state(session)
+    assert after["all"] == [stored]
+    assert after["meta"] == {stored: before["meta"][stored]}
+    assert after["deferred"] == [stored]
+    assert after["active"] == [stored]
+
+
+# defer_message
+
+
+def test_defer_counts_and_releases(session: Session, second_session: Session) -> None:
+    message_id = session.store_message({"sender": "a@example.com"}, b"body", 5.0)
+    session.checkout_message(message_id, LONG_LOCK, OWNER_A)
+
+    attempts = session.defer_message(message_id, 300.0, OWNER_A)
+
+    assert attempts == 1
+    assert session.get_message_meta(message_id) == {"sender": "a@example.com", "attempts": "1"}
+    assert session.get_deferred_messages(299.0) == []
+    assert session.get_deferred_messages(300.0) == [message_id]
+    assert session.get_active_messages() == []
+    assert second_session.lock_message(message_id, LONG_LOCK, OWNER_B) is True
+
+
+def test_defer_counts_up(session: Session) -> None:
+    message_id = session.store_message({}, b"body")
+    counts = []
+    for round_number in range(1, 6):
+        session.checkout_message(message_id, LONG_LOCK, OWNER_A)
+        counts.append(session.defer_message(message_id, 100.0 * round_number, OWNER_A))
+
+    assert counts == [1, 2, 3, 4, 5]
+    assert session.get_message_meta_key(message_id, "attempts") == "5"
+    assert session.describe_message(message_id).retry == 500.0
+
+
+@pytest.mark.parametrize(
+    ("stored_attempts", "expected"),
+    [
+        pytest.param("0", 1, id="zero"),
+        pytest.param("41", 42, id="number"),
+        pytest.param("9", 10, id="carry"),
+        pytest.param("1999", 2000, id="carries"),
+        pytest.param("007", 8, id="leading-zeros"),
+        pytest.param("000", 1, id="zeros"),
+        pytest.param("9" * 30, 10**30, id="beyond-64-bits"),
+        pytest.param("", 1, id="empty"),
+        pytest.param("abc", 1, id="letters"),
+        pytest.param("-3", 1, id="negative"),
+        pytest.param("+5", 1, id="plus-sign"),
+        pytest.param(" 5", 1, id="space"),
+        pytest.param("5\n", 1, id="newline"),
+        pytest.param("1.5", 1, id="fraction"),
+        pytest.param("1_000", 1, id="underscore"),
+        pytest.param("\u0663", 1, id="arabic-indic-digit"),
+        pytest.param("\udcff", 1, id="undecodable-byte"),
+    ],
+)
+def test_defer_attempts_values(session: Session, stored_attempts: str, expected: int) -> None:
+    message_id = session.store_message({"attempts": stored_attempts}, b"body")
+
+    attempts = session.defer_message(message_id, 10.0)
+
+    assert attempts == expected
+    assert session.get_message_meta_key(message_id, "attempts") == str(expected)
+
+
+def test_defer_without_owner_ignores_lock(session: Session) -> None:
+    message_id = session.store_message({}, b"body")
+    session.lock_message(message_id, LONG_LOCK, OWNER_B)
+
+    assert session.defer_message(message_id, 10.0) == 1
+
+    assert session.get_active_messages() == []
+    assert session.unlock_message(message_id, OWNER_B) is False
+
+
+def test_defer_unlocked_without_owner(session: Session) -> None:
+    message_id = session.claim_message_id()
+
+    assert session.defer_message(message_id, 10.0) == 1
+
+    assert session.get_message_meta(message_id) == {"attempts": "1"}
+    assert session.get_deferred_messages() == [message_id]
+    assert session.get_message_contents(message_id) is None
+
+
+@pytest.mark.parametrize("lock", ["other-owner", "plain", "none", "expired"])
+def test_defer_not_holder_changes_nothing(kit: EngineKit, session: Session, lock: str) -> None:
+    message_id = session.store_message({"attempts": "3"}, b"body", 5.0)
+    if lock == "other-owner":
+        session.lock_message(message_id, LONG_LOCK, OWNER_B)
+    elif lock == "plain":
+        session.lock_message(message_id, LONG_LOCK)
+    elif lock == "expired":
+        session.lock_message(message_id, SHORT_LOCK, OWNER_A)
+        kit.advance(PAST_SHORT_LOCK)
+    before = stored_state(session)
+
+    assert session.defer_message(message_id, 100.0, OWNER_A) is None
+
+    assert stored_state(session) == before
+
+
+def test_defer_reorders_deferred(session: Session) -> None:
+    first = session.store_message({}, b"1", 10.0)
+    second = session.store_message({}, b"2", 20.0)
+
+    session.defer_message(first, 30.0)
+
+    assert session.get_deferred_messages() == [second, first]
+
+
+@pytest.mark.parametrize(
+    ("args", "param"),
+    [
+        pytest.param((-1.0,), "timestamp", id="negative-time"),
+        pytest.param((float("inf"),), "timestamp", id="inf-time"),
+        pytest.param((None,), "timestamp", id="none-time"),
+        pytest.param((10.0, "locked"), "owner", id="legacy-owner"),
+        pytest.param((10.0, "a b"), "owner", id="space-owner"),
+    ],
+)
+def test_defer_bad_args_change_nothing(
+    session: Session, stored: str, args: tuple[Any, ...], param: str
+) -> None:
+    before = stored_state(session)
+
+    with pytest.raises(InvalidArgument) as caught:
+        session.defer_message(stored, *args)
+
+    assert caught.value.param == param
+    assert stored_state(session) == before
+
+
+def test_defer_raw_attempts_redis(kit: EngineKit, session: Session) -> None:
+    # Another writer stored bytes that are not decimal, nor even UTF-8.
+    server = require_redis(kit)
+    message_id = session.store_message({}, b"body")
+    server.client(OFFSET + 1).hset(message_id, "attempts", b"\xff\xfe12")
+
+    assert session.defer_message(message_id, 10.0) == 1
+    assert server.client(OFFSET + 1).hget(message_id, "attempts") == b"1"
+
+
+def test_defer_raw_number_redis(kit: EngineKit, session: Session) -> None:
+    server = require_redis(kit)
+    message_id = session.store_message({}, b"body")
+    server.client(OFFSET + 1).hset(message_id, "attempts", b"123456789012345678901234567890")
+
+    assert session.defer_message(message_id, 10.0) == 123456789012345678901234567891
+
+
+def test_defer_wrong_type_changes_nothing_redis(kit: EngineKit, session: Session) -> None:
+    # A meta key of another type fails the script before its first write.
+    server = require_redis(kit)
+    message_id = session.store_message({}, b"body", 5.0)
+    session.lock_message(message_id, LONG_LOCK, OWNER_A)
+    meta = server.client(OFFSET + 1)
+    meta.delete(message_id)
+    meta.rpush(message_id, "not a hash")
+
+    with pytest.raises(StorageUnavailable):
+        session.defer_message(message_id, 10.0, OWNER_A)
+
+    assert session.describe_message(message_id).retry == 5.0
+    assert session.get_active_messages() == [message_id]
+
+
+# store_messages
+
+
+def test_store_messages_in_order(session: Session) -> None:
+    messages = [new_message(index, float(index) if index % 2 else None) for index in range(6)]
+
+    ids = session.store_messages(messages)
+
+    assert len(ids) == 6
+    assert len(set(ids)) == 6
+    for message_id in ids:
+        assert UUID4.fullmatch(message_id)
+    for index, message_id in enumerate(ids):
+        assert session.get_message(message_id) == Message({"index": str(index)}, b"body %d\r\n" % index)
+    assert session.get_deferred_messages() == [ids[1], ids[3], ids[5]]
+    assert sorted(session.get_all_messages()) == sorted(ids)
+
+
+def test_store_messages_retry_none(session: Session) -> None:
+    (message_id,) = session.store_messages([{"meta": {}, "contents": b"", "retry": None}])
+
+    assert session.get_message(message_id) == Message({}, b"")
+    assert session.get_deferred_messages() == []
+
+
+def test_store_messages_full_batch(session: Session) -> None:
+    ids = session.store_messages([new_message(index, 1.0) for index in range(1000)])
+
+    assert len(set(ids)) == 1000
+    assert sorted(session.get_all_messages()) == sorted(ids)
+    assert session.get_deferred_messages() == sorted(ids)
+
+
+def test_store_messages_same_message_twice(session: Session) -> None:
+    message = new_message(1)
+
+    ids = session.store_messages([message, message])
+
+    assert ids[0] != ids[1]
+    assert session.get_message(ids[0]) == session.get_message(ids[1])
+
+
+def test_store_messages_bytes_like(session: Session) -> None:
+    contents = bytearray(b"a\r\nb")
+
+    (message_id,) = session.store_messages([{"meta": MappingProxyType({"a": "1"}), "contents": contents}])
+    contents[0:1] = b"z"
+
+    assert session.get_message(message_id) == Message({"a": "1"}, b"a\r\nb")
+
+
+# Bad batches of store_messages, each with the parameter that the error names.
+BAD_STORE_BATCHES = [
+    pytest.param([], "messages", id="empty"),
+    pytest.param([new_message(index) for index in range(1001)], "messages", id="1001-messages"),
+    pytest.param(new_message(1), "messages", id="one-mapping"),
+    pytest.param("text", "messages", id="str"),
+    pytest.param(None, "messages", id="none"),
+    pytest.param([new_message(1), ("meta", "contents")], "messages[1]", id="not-mapping"),
+    pytest.param([new_message(1), {"meta": {}}], "messages[1]", id="missing-contents"),
+    pytest.param([new_message(1), {"contents": b"x"}], "messages[1]", id="missing-meta"),
+    pytest.param(
+        [new_message(1), {"meta": {}, "contents": b"x", "retr": 1.0}], "messages[1]", id="extra-key"
+    ),
+    pytest.param([new_message(1), {"meta": {"a": 1}, "contents": b"x"}], "messages[1]['meta']", id="meta"),
+    pytest.param(
+        [new_message(1), {"meta": {"": "v"}, "contents": b"x"}], "messages[1]['meta']", id="meta-key"
+    ),
+    pytest.param([new_message(1), {"meta": {}, "contents": "x"}], "messages[1]['contents']", id="contents"),
+    pytest.param(
+        [new_message(1), new_message(2), {"meta": {}, "contents": b"x", "retry": -1.0}],
+        "messages[2]['retry']",
+        id="retry",
+    ),
+]
+
+
+@pytest.mark.parametrize(("batch", "param"), BAD_STORE_BATCHES)
+def test_store_messages_bad_stores_nothing(
+    kit: EngineKit, session: Session, stored: str, batch: Any, param: str
+) -> None:
+    before = stored_state(session)
+    keys_before = redis_key_counts(kit) if kit.server is not None else None
+
+    with pytest.raises(InvalidArgument) as caught:
+        session.store_messages(batch)
+
+    assert caught.value.param.startswith(param)
+    assert stored_state(session) == before
+    if kit.server is not None:
+        assert redis_key_counts(kit) == keys_before
+
+
+# Paged listings
+
+
+def test_pages_of_empty_queue(session: Session) -> None:
+    assert session.get_all_messages_page() == Page([], None)
+    assert session.get_deferred_messages_page() == Page([], None)
+    assert session.get_active_messages_page() == Page([], None)
+
+
+def test_page_is_frozen(session: Session) -> None:
+    page = session.get_all_messages_page()
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        page.cursor = "all:x"  # type: ignore[misc]
+
+
+def test_all_pages_cover_each_once(kit: EngineKit, session: Session) -> None:
+    ids = session.store_messages([new_message(index) for index in range(1000)])
+    ids += session.store_messages([new_message(index) for index in range(1000)])
+    ids += session.store_messages([new_message(index) for index in range(500)])
+
+    pages = read_pages(lambda cursor: session.get_all_messages_page(cursor, 100))
+
+    listed = page_ids(pages)
+    assert sorted(listed) == sorted(ids)
+    assert len(listed) == 2500
+    assert len(pages) >= 2500 // 200
+    if kit.server is None:
+        assert [len(page.message_ids) for page in pages] == [100] * 25
+
+
+def test_all_pages_count_one(session: Session) -> None:
+    ids = [session.claim_message_id() for _ in range(7)]
+
+    pages = read_pages(lambda cursor: session.get_all_messages_page(cursor, 1))
+
+    assert sorted(page_ids(pages)) == sorted(ids)
+
+
+def test_all_pages_default_count(session: Session) -> None:
+    ids = [session.claim_message_id() for _ in range(10)]
+
+    page = session.get_all_messages_page()
+
+    assert sorted(page.message_ids) == sorted(ids)
+    assert page.cursor is None
+
+
+def test_deferred_pages_in_order(session: Session) -> None:
+    # Seven retry times for 2,500 ids: ties of about 360 ids each, which
+    # cross page boundaries.
+    messages = [new_message(index, float(index % 7)) for index in range(2500)]
+    ids: dict[str, float] = {}
+    for first in range(0, 2500, 1000):
+        batch = messages[first : first + 1000]
+        stored_ids = session.store_messages(batch)
+        ids.update(zip(stored_ids, (message["retry"] for message in batch), strict=True))
+
+    pages = read_pages(lambda cursor: session.get_deferred_messages_page(None, cursor, 100))
+
+    assert page_ids(pages) == by_bytes(ids)
+    assert page_ids(pages) == session.get_deferred_messages()
+    assert all(len(page.message_ids) <= 100 for page in pages)
+
+
+def test_deferred_pages_until_timestamp(session: Session) -> None:
+    ids = {session.store_message({}, b"x", float(index % 10)): float(index % 10) for index in range(95)}
+
+    pages = read_pages(lambda cursor: session.get_deferred_messages_page(4.0, cursor, 9))
+
+    expected = [message_id for message_id in by_bytes(ids) if ids[message_id] <= 4.0]
+    assert page_ids(pages) == expected
+    assert page_ids(pages) == session.get_deferred_messages(4.0)
+
+
+def test_deferred_pages_tie_block(session: Session) -> None:
+    ids = {session.store_message({}, b"x", 50.0): 50.0 for _ in range(30)}
+    ids[session.store_message({}, b"x", 49.0)] = 49.0
+    ids[session.store_message({}, b"x", 51.0)] = 51.0
+
+    pages = read_pages(lambda cursor: session.get_deferred_messages_page(None, cursor, 7))
+
+    assert page_ids(pages) == by_bytes(ids)
+    assert [len(page.message_ids) for page in pages] == [7, 7, 7, 7, 4]
+
+
+def test_deferred_pages_exact_end(session: Session) -> None:
+    ids = {session.store_message({}, b"x", float(index)): float(index) for index in range(6)}
+
+    pages = read_pages(lambda cursor: session.get_deferred_messages_page(None, cursor, 3))
+
+    assert page_ids(pages) == by_bytes(ids)
+    assert pages[-1].cursor is None
+
+
+def test_deferred_pages_cursor_deleted(session: Session, second_session: Session) -> None:
+    # Another relayer deletes the id that the cursor names, and one more on
+    # the next page, between two pages.
+    ids = {session.store_message({}, b"x", float(index // 4)): float(index // 4) for index in range(40)}
+    ordered = by_bytes(ids)
+    first = session.get_deferred_messages_page(None, None, 10)
+    assert first.message_ids == ordered[:10]
+    second_session.delete_message(ordered[9])
+    second_session.delete_message(ordered[12])
+
+    rest = read_pages(lambda cursor: session.get_deferred_messages_page(None, cursor or first.cursor, 10))
+
+    assert page_ids(rest) == ordered[10:12] + ordered[13:]
+
+
+def test_deferred_pages_cursor_moved(session: Session) -> None:
+    ids = {session.store_message({}, b"x", float(index // 5)): float(index // 5) for index in range(30)}
+    ordered = by_bytes(ids)
+    first = session.get_deferred_messages_page(None, None, 7)
+    session.set_message_retry(ordered[6], 0.0)
+
+    rest = read_pages(lambda cursor: session.get_deferred_messages_page(None, cursor or first.cursor, 7))
+
+    assert page_ids(rest) == ordered[7:]
+
+
+def test_deferred_pages_tie_block_deletions(session: Session, second_session: Session) -> None:
+    # Every page's last id is deleted before the next page is read, so each
+    # page starts after a cursor whose member is gone, inside one tie.
+    ids = [session.store_message({}, b"x", 7.0) for _ in range(300)]
+    ordered = sorted(ids, key=str.encode)
+    listed: list[str] = []
+    cursor = None
+    for _ in range(100):
+        page = session.get_deferred_messages_page(None, cursor, 25)
+        listed += page.message_ids
+        if page.cursor is None:
+            break
+        second_session.delete_message(page.message_ids[-1])
+        cursor = page.cursor
+
+    assert listed == ordered
+
+
+def test_active_pages_cover_each_once(kit: EngineKit, session: Session) -> None:
+    ids = session.store_messages([new_message(index) for index in range(1000)])
+    ids += session.store_messages([new_message(index) for index in range(500)])
+    for message_id in ids[:1200]:
+        session.lock_message(message_id, LONG_LOCK)
+
+    pages = read_pages(lambda cursor: session.get_active_messages_page(cursor, 100))
+
+    listed = page_ids(pages)
+    assert sorted(listed) == sorted(ids[:1200])
+    assert len(listed) == 1200
+
+
+def test_active_pages_skip_expired(kit: EngineKit, session: Session) -> None:
+    short = [session.store_message({}, b"x") for _ in range(20)]
+    long = [session.store_message({}, b"x") for _ in range(5)]
+    for message_id in short:
+        session.lock_message(message_id, SHORT_LOCK)
+    for message_id in long:
+        session.lock_message(message_id, LONG_LOCK)
+
+    kit.advance(PAST_SHORT_LOCK)
+    pages = read_pages(lambda cursor: session.get_active_messages_page(cursor, 3))
+
+    assert sorted(page_ids(pages)) == sorted(long)
+    assert [session.lock_message(message_id, LONG_LOCK) for message_id in short] == [True] * 20
+
+
+def test_active_pages_after_unlock(session: Session) -> None:
+    ids = [session.store_message({}, b"x") for _ in range(12)]
+    for message_id in ids:
+        session.lock_message(message_id, LONG_LOCK)
+    first = session.get_active_messages_page(None, 4)
+    remaining = [message_id for message_id in ids if message_id not in first.message_ids]
+    session.unlock_message(remaining[0])
+
+    rest = read_pages(lambda cursor: session.get_active_messages_page(cursor or first.cursor, 4))
+
+    assert sorted(first.message_ids + page_ids(rest)) == sorted(set(ids) - {remaining[0]})
+
+
+# Cursors of one engine, used by the garbage tests for every listing.
+LISTINGS: dict[str, Callable[[Session, Any, Any], Page]] = {
+    "all": lambda session, cursor, count: session.get_all_messages_page(cursor, count),
+    "deferred": lambda session, cursor, count: session.get_deferred_messages_page(None, cursor, count),
+    "active": lambda session, cursor, count: session.get_active_messages_page(cursor, count),
+}
+
+GARBAGE_CURSORS = [
+    pytest.param("garbage", id="garbage"),
+    pytest.param("", id="empty"),
+    pytest.param(":", id="colon"),
+    pytest.param("retry:", id="retry-empty"),
+    pytest.param("retry:abc:id", id="retry-not-number"),
+    pytest.param("retry:1.0:", id="retry-no-member"),
+    pytest.param("retry:1.0", id="retry-no-colon"),
+    pytest.param("retry:nan:id", id="retry-nan"),
+    pytest.param("retry: 1.0:id", id="retry-space"),
+    pytest.param("retry:1_0.0:id", id="retry-underscore"),
+    pytest.param("sscan:-1", id="sscan-negative"),
+    pytest.param("sscan:" + "9" * 30, id="sscan-too-large"),
+    pytest.param("scan:12x", id="scan-not-number"),
+    pytest.param("all:", id="all-empty"),
+    pytest.param("\u0663", id="arabic-indic-digit"),
+]
+
+
+@pytest.mark.parametrize("listing", sorted(LISTINGS))
+@pytest.mark.parametrize("cursor", GARBAGE_CURSORS)
+def test_page_garbage_cursor(session: Session, stored: str, listing: str, cursor: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        LISTINGS[listing](session, cursor, 10)
+
+    assert caught.value.param == "cursor"
+    assert "cursor" in str(caught.value)
+
+
+@pytest.mark.parametrize("listing", sorted(LISTINGS))
+@pytest.mark.parametrize("cursor", [5, b"retry:1.0:id", ["x"]], ids=["int", "bytes", "list"])
+def test_page_cursor_wrong_type(session: Session, listing: str, cursor: Any) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        LISTINGS[listing](session, cursor, 10)
+
+    assert caught.value.param == "cursor"
+
+
+@pytest.mark.parametrize(
+    ("source", "target"), [("all", "deferred"), ("deferred", "active"), ("active", "all")]
+)
+def test_page_cursor_of_other_listing(session: Session, source: str, target: str) -> None:
+    ids = [session.store_message({}, b"x", 1.0) for _ in range(5)]
+    for message_id in ids:
+        session.lock_message(message_id, LONG_LOCK)
+    cursor = LISTINGS[source](session, None, 2).cursor
+    assert cursor is not None
+
+    with pytest.raises(InvalidArgument) as caught:
+        LISTINGS[target](session, cursor, 2)
+
+    assert caught.value.param == "cursor"
+
+
+@pytest.mark.parametrize("listing", sorted(LISTINGS))
+@pytest.mark.parametrize("count", [0, -1, 10_001, True, 1.5, "10", None])
+def test_page_bad_count(session: Session, listing: str, count: Any) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        LISTINGS[listing](session, None, count)
+
+    assert caught.value.param == "count"
+
+
+@pytest.mark.parametrize("listing", sorted(LISTINGS))
+def test_page_count_limits(session: Session, listing: str) -> None:
+    ids = [session.store_message({}, b"x", 1.0) for _ in range(3)]
+    for message_id in ids:
+        session.lock_message(message_id, LONG_LOCK)
+
+    smallest = read_pages(lambda cursor: LISTINGS[listing](session, cursor, 1))
+    largest = LISTINGS[listing](session, None, 10_000)
+
+    assert sorted(page_ids(smallest)) == sorted(ids)
+    assert sorted(largest.message_ids) == sorted(ids)
+    assert largest.cursor is None
+
+
+def test_deferred_page_bad_timestamp(session: Session) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        session.get_deferred_messages_page(-1.0)
+
+    assert caught.value.param == "timestamp"
+
+
+# Listings leave out what another writer left for ids that are not stored
+
+
+def test_orphan_retry_not_listed_redis(kit: EngineKit, session: Session) -> None:
+    server = require_redis(kit)
+    ids = {session.store_message({}, b"x", float(index)): float(index) for index in range(10)}
+    ids_db = server.client(OFFSET)
+    ids_db.zadd("retry_queue", {f"orphan-{index:02d}": float(index) + 0.5 for index in range(10)})
+    ids_db.zadd("retry_queue", {f"orphan-tie-{index:02d}": 3.0 for index in range(10)})
+
+    pages = read_pages(lambda cursor: session.get_deferred_messages_page(None, cursor, 3))
+
+    assert session.get_deferred_messages() == by_bytes(ids)
+    assert session.get_deferred_messages(4.0) == by_bytes(ids)[:5]
+    assert page_ids(pages) == by_bytes(ids)
+    assert list(session.iter_deferred_messages(page_size=2)) == by_bytes(ids)
+
+
+def test_orphan_retry_pages_move_on_redis(kit: EngineKit, session: Session) -> None:
+    # A page of orphans only is empty but still moves the cursor on.
+    server = require_redis(kit)
+    server.client(OFFSET).zadd("retry_queue", {f"orphan-{index:02d}": 1.0 for index in range(20)})
+    message_id = session.store_message({}, b"x", 2.0)
+
+    pages = read_pages(lambda cursor: session.get_deferred_messages_page(None, cursor, 5))
+
+    assert page_ids(pages) == [message_id]
+    assert pages[0] == Page([], pages[0].cursor)
+    assert len(pages) == 5
+
+
+def test_orphan_lock_not_listed_redis(kit: EngineKit, session: Session) -> None:
+    server = require_redis(kit)
+    locked = session.store_message({}, b"x")
+    session.lock_message(locked, LONG_LOCK)
+    locks = server.client(OFFSET + 3)
+    for index in range(30):
+        locks.set(f"orphan-{index}", "locked", px=60_000)
+
+    pages = read_pages(lambda cursor: session.get_active_messages_page(cursor, 4))
+
+    assert session.get_active_messages() == [locked]
+    assert page_ids(pages) == [locked]
+
+
+def test_orphan_ids_not_read_redis(kit: EngineKit, session: Session) -> None:
+    # Meta and contents of an id that is not stored are not a message.
+    server = require_redis(kit)
+    server.client(OFFSET + 1).hset("orphan", "a", "1")
+    server.client(OFFSET + 2).set("orphan", b"body")
+
+    assert session.get_messages(["orphan"]) == {}
+    with pytest.raises(MessageNotFound):
+        session.get_message("orphan")
+    with pytest.raises(MessageNotFound):
+        session.checkout_message("orphan", LONG_LOCK)
+    assert server.client(OFFSET + 3).exists("orphan") == 0
+
+
+# Python iterators on the pages
+
+
+def test_iter_all_messages(session: Session) -> None:
+    ids = [session.claim_message_id() for _ in range(23)]
+
+    listed = list(session.iter_all_messages(page_size=5))
+
+    assert sorted(listed) == sorted(ids)
+    assert len(listed) == 23
+
+
+def test_iter_deferred_messages(session: Session) -> None:
+    ids = {session.store_message({}, b"x", float(index % 4)): float(index % 4) for index in range(23)}
+
+    assert list(session.iter_deferred_messages(page_size=5)) == by_bytes(ids)
+    assert list(session.iter_deferred_messages(2.0, page_size=3)) == session.get_deferred_messages(2.0)
+
+
+def test_iter_active_messages(session: Session) -> None:
+    ids = [session.store_message({}, b"x") for _ in range(11)]
+    for message_id in ids[:7]:
+        session.lock_message(message_id, LONG_LOCK)
+
+    assert sorted(session.iter_active_messages(page_size=2)) == sorted(ids[:7])
+
+
+def test_iter_empty_queue(session: Session) -> None:
+    assert list(session.iter_all_messages()) == []
+    assert list(session.iter_deferred_messages()) == []
+    assert list(session.iter_active_messages()) == []
+
+
+@pytest.mark.parametrize("method", ["iter_all_messages", "iter_deferred_messages", "iter_active_messages"])
+@pytest.mark.parametrize("page_size", [0, 10_001, 2.5, None])
+def test_iter_bad_page_size_at_call(session: Session, method: str, page_size: Any) -> None:
+    # The error comes from the call itself, before the first next().
+    with pytest.raises(InvalidArgument) as caught:
+        getattr(session, method)(page_size=page_size)
+
+    assert caught.value.param == "page_size"
+
+
+def test_iter_closed_midway(kit: EngineKit) -> None:
+    session = kit.connect()
+    for _ in range(5):
+        session.claim_message_id()
+    iterator = session.iter_all_messages(page_size=2)
+    next(iterator)
+    session.close()
+
+    with pytest.raises(SessionClosed):
+        list(iterator)
+
+
+def test_whole_lists_many_pages(session: Session) -> None:
+    # More ids than one page of the whole-list methods, with ties.
+    ids: dict[str, float] = {}
+    for first in range(0, 2500, 1000):
+        batch = [new_message(index, float(index % 3)) for index in range(first, min(first + 1000, 2500))]
+        for message_id, message in zip(session.store_messages(batch), batch, strict=True):
+            ids[message_id] = message["retry"]
+    for message_id in list(ids)[:1100]:
+        session.lock_message(message_id, LONG_LOCK)
+
+    assert session.get_deferred_messages() == by_bytes(ids)
+    assert sorted(session.get_all_messages()) == sorted(ids)
+    assert sorted(session.get_active_messages()) == sorted(list(ids)[:1100])

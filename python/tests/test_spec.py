@@ -25,7 +25,13 @@ from slimta.storage import redis as redis_engine
 SCHEMA = SPEC.with_name("storage.schema.json")
 
 # Public members of Session that the spec does not list.
-PYTHON_EXTENSIONS = {"describe_message", "closed"}
+PYTHON_EXTENSIONS = {
+    "describe_message",
+    "closed",
+    "iter_all_messages",
+    "iter_deferred_messages",
+    "iter_active_messages",
+}
 
 # Methods that take a message id but do nothing for an id that is not stored.
 UNKNOWN_ID_EXCEPTIONS = {"delete_message", "unlock_message"}

@@ -18,15 +18,18 @@ from ._errors import (
 )
 from ._url import Engine, open_engine
 from ._version import SPEC_VERSION, __version__
-from .session import MessageInfo, Session
+from .session import Message, MessageInfo, NewMessage, Page, Session
 
 __all__ = [
     "SPEC_VERSION",
     "Engine",
     "InvalidArgument",
+    "Message",
     "MessageInfo",
     "MessageNotFound",
     "MessageTooLarge",
+    "NewMessage",
+    "Page",
     "Session",
     "SessionClosed",
     "StorageError",

@@ -58,20 +58,21 @@ class MessageTooLarge(InvalidArgument):
     """The contents are longer than the engine can store.
 
     Its error kind is ``invalid_argument``. ``size`` and ``limit`` are in
-    bytes. A mail server would reject such a message, for example with
+    bytes, and ``param`` names the contents, such as
+    ``messages[2]['contents']`` in a bulk store. A mail server would reject such a message, for example with
     SMTP reply 552. Nothing was stored.
     """
 
-    def __init__(self, size: int, limit: int, setting: str) -> None:
+    def __init__(self, size: int, limit: int, setting: str, param: str = "contents") -> None:
         rule = f"{size} bytes are over the limit of {limit} bytes ({setting})"
         rule += "; reject the message, or raise that limit"
-        super().__init__("contents", _SizeOnly(size), rule)
+        super().__init__(param, _SizeOnly(size), rule)
         self.size = size
         self.limit = limit
         self.setting = setting
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.size, self.limit, self.setting))
+        return (type(self), (self.size, self.limit, self.setting, self.param))
 
 
 class MessageNotFound(StorageError, LookupError):

@@ -6,20 +6,25 @@ Each function returns the value in the form the engines store, or raises
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from ._errors import InvalidArgument
 
 __all__ = [
     "LEGACY_LOCK_VALUE",
+    "MAX_BATCH",
     "MAX_ID_LENGTH",
     "MAX_LOCK_LENGTH",
     "MAX_META_KEY_LENGTH",
+    "MAX_PAGE_SIZE",
+    "CheckedMessage",
+    "batch_ids",
     "contents",
     "lock_length_ms",
     "lock_owner",
@@ -27,8 +32,11 @@ __all__ = [
     "meta",
     "meta_key",
     "meta_value",
+    "new_messages",
+    "optional_cursor",
     "optional_lock_owner",
     "optional_timestamp",
+    "page_size",
     "redact_url",
     "timestamp",
 ]
@@ -36,6 +44,9 @@ __all__ = [
 MAX_ID_LENGTH = 255
 MAX_META_KEY_LENGTH = 255
 MAX_LOCK_LENGTH = 31_536_000  # one year, in seconds
+# The maximum number of ids or messages in one bulk call, and of ids in one page.
+MAX_BATCH = 1000
+MAX_PAGE_SIZE = 10_000
 # The value of a lock taken without an owner, as version 1.0 writers store it.
 LEGACY_LOCK_VALUE = "locked"
 
@@ -141,6 +152,71 @@ def optional_lock_owner(value: Any, param: str = "owner") -> str | None:
     if value is None:
         return None
     return lock_owner(value, param)
+
+
+class CheckedMessage(NamedTuple):
+    """One new message of a bulk store, in the form the engines store."""
+
+    meta: dict[str, str]
+    contents: bytes
+    retry: float | None
+
+
+_NEW_MESSAGE_KEYS = frozenset({"meta", "contents", "retry"})
+
+
+def batch_ids(value: Any, param: str = "message_ids") -> list[str]:
+    items = _batch(value, param, "message ids")
+    return [message_id(item, f"{param}[{index}]") for index, item in enumerate(items)]
+
+
+def new_messages(value: Any, param: str = "messages") -> list[CheckedMessage]:
+    """Check every message of a bulk store, so that a bad one stops the call before any is stored."""
+    items = _batch(value, param, "new messages")
+    return [new_message(item, f"{param}[{index}]") for index, item in enumerate(items)]
+
+
+def new_message(value: Any, param: str) -> CheckedMessage:
+    rule = "must be a mapping with the keys 'meta' and 'contents', and optionally 'retry'"
+    if not isinstance(value, Mapping):
+        raise InvalidArgument(param, value, rule)
+    keys = set(value)
+    if not keys <= _NEW_MESSAGE_KEYS or not {"meta", "contents"} <= keys:
+        raise InvalidArgument(param, value, f"{rule}; it has {sorted(map(repr, keys))}")
+    return CheckedMessage(
+        meta(value["meta"], f"{param}['meta']"),
+        contents(value["contents"], f"{param}['contents']"),
+        optional_timestamp(value.get("retry"), f"{param}['retry']"),
+    )
+
+
+def _batch(value: Any, param: str, what: str) -> list[Any]:
+    if isinstance(value, (str, bytes, bytearray, memoryview, Mapping)) or not isinstance(value, Iterable):
+        raise InvalidArgument(param, value, f"must be a list of 1 to {MAX_BATCH} {what}")
+    # One item past the limit is enough to reject the batch, however long it is.
+    items = list(itertools.islice(value, MAX_BATCH + 1))
+    if not 1 <= len(items) <= MAX_BATCH:
+        found = f"more than {MAX_BATCH}" if items else "none"
+        raise InvalidArgument(param, value, f"must hold 1 to {MAX_BATCH} {what}, not {found}")
+    return items
+
+
+def page_size(value: Any, param: str = "count") -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgument(param, value, "a page size must be an int")
+    if not 1 <= value <= MAX_PAGE_SIZE:
+        raise InvalidArgument(param, value, f"a page size must be from 1 to {MAX_PAGE_SIZE}")
+    return value
+
+
+def optional_cursor(value: Any, param: str = "cursor") -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise InvalidArgument(
+            param, value, "must be None for the first page, or the cursor of the page before"
+        )
+    return value
 
 
 def _number(value: Any, param: str, what: str) -> float:

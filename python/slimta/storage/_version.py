@@ -3,4 +3,4 @@
 __all__ = ["SPEC_VERSION", "__version__"]
 
 __version__ = "0.1.0"
-SPEC_VERSION = "1.1.0"
+SPEC_VERSION = "1.2.0"

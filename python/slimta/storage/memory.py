@@ -4,27 +4,32 @@ It has the semantics of the Redis engine, so tests and embedded queues
 behave as production does. All sessions of one engine share its
 messages, and one lock per engine makes every call atomic, so sessions
 may be used from several threads.
+
+Every call costs O(1) or O(log n) in the number of stored messages, but
+a listing page also costs O(page size). Sorted indexes of the ids, the
+retry times and the locks let each page start where the last one ended.
 """
 
 from __future__ import annotations
 
-import bisect
+import itertools
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from . import _cursor
+from ._attempts import ATTEMPTS_KEY, attempts_number, next_attempts
 from ._errors import MessageNotFound
-from ._validate import LEGACY_LOCK_VALUE
-from .session import MessageInfo, Session
+from ._records import Message, MessageInfo, Page
+from ._sorted import Pair, SortedKeys, SortedPairs
+from ._validate import LEGACY_LOCK_VALUE, CheckedMessage
+from .session import Session
 
 __all__ = ["MemoryEngine", "MemorySession", "new"]
 
 Clock = Callable[[], float]
-
-# Sorts after every valid message id, which are printable ASCII only.
-_AFTER_EVERY_ID = "\x7f"
 
 
 @dataclass
@@ -35,17 +40,25 @@ class _Message:
     lock_expires: float | None = None
     lock_value: str = LEGACY_LOCK_VALUE
 
+    def read(self) -> Message:
+        return Message(dict(self.meta), self.contents)
+
 
 class _Store:
-    """The messages of one engine, guarded by one lock."""
+    """The messages of one engine and their indexes, guarded by one lock."""
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self.mutex = threading.Lock()
         self.messages: dict[str, _Message] = {}
+        # Every stored id in ascending order, for the pages of every message.
+        self.all_ids: SortedKeys[str] = SortedKeys()
         # (retry time, id) pairs in ascending order, the order that
         # get_deferred_messages returns.
-        self.retry_index: list[tuple[float, str]] = []
+        self.retry_index = SortedPairs()
+        # The ids whose lock_expires is set, expired or not, in ascending
+        # order, for the pages of active messages.
+        self.lock_index: SortedKeys[str] = SortedKeys()
 
     def find(self, message_id: str) -> _Message:
         message = self.messages.get(message_id)
@@ -56,19 +69,73 @@ class _Store:
     def is_locked(self, message: _Message) -> bool:
         return message.lock_expires is not None and message.lock_expires > self.clock()
 
+    def holds_lock(self, message: _Message, owner: str | None) -> bool:
+        """Tell whether ``owner`` may act on the message: None always may."""
+        return owner is None or (self.is_locked(message) and message.lock_value == owner)
+
     def new_id(self) -> str:
         message_id = str(uuid.uuid4())
         while message_id in self.messages:
             message_id = str(uuid.uuid4())
         return message_id
 
+    def add(self, message: _Message, retry: float | None = None) -> str:
+        """Store ``message`` under a new id with the retry time ``retry``, and return the id."""
+        message_id = self.new_id()
+        self.messages[message_id] = message
+        self.all_ids.add(message_id)
+        self.set_retry(message_id, message, retry)
+        return message_id
+
+    def remove(self, message_id: str) -> None:
+        message = self.messages.pop(message_id, None)
+        if message is not None:
+            self.all_ids.remove(message_id)
+            self.set_retry(message_id, message, None)
+            self.set_lock(message_id, message, None)
+
     def set_retry(self, message_id: str, message: _Message, timestamp: float | None) -> None:
         if message.retry is not None:
-            position = bisect.bisect_left(self.retry_index, (message.retry, message_id))
-            del self.retry_index[position]
+            self.retry_index.remove((message.retry, message_id))
         message.retry = timestamp
         if timestamp is not None:
-            bisect.insort(self.retry_index, (timestamp, message_id))
+            self.retry_index.add((timestamp, message_id))
+
+    def set_lock(
+        self, message_id: str, message: _Message, length_ms: int | None, value: str = LEGACY_LOCK_VALUE
+    ) -> None:
+        """Lock the message for ``length_ms``, or unlock it when that is None."""
+        if length_ms is None:
+            if message.lock_expires is not None:
+                self.lock_index.remove(message_id)
+            message.lock_expires = None
+            return
+
+        if message.lock_expires is None:
+            self.lock_index.add(message_id)
+        message.lock_expires = self.clock() + length_ms / 1000
+        message.lock_value = value
+
+    def active_ids(self, start: str | None, limit: int) -> list[str]:
+        """Return up to ``limit`` locked ids after ``start``, unlocking the expired locks on the way.
+
+        An expired lock never returns, as in Redis, so removing it changes
+        nothing a caller can see and keeps later pages short.
+        """
+        found: list[str] = []
+        expired: list[str] = []
+        for message_id in self.lock_index.iter_after(start):
+            if len(found) == limit:
+                break
+            if self.is_locked(self.messages[message_id]):
+                found.append(message_id)
+            else:
+                expired.append(message_id)
+
+        # After the loop, because the index must not change during it.
+        for message_id in expired:
+            self.set_lock(message_id, self.messages[message_id], None)
+        return found
 
 
 class MemoryEngine:
@@ -97,6 +164,13 @@ def new(clock: Clock | None = None) -> MemoryEngine:
     return MemoryEngine(clock)
 
 
+def _id_page(kind: str, ids: list[str], count: int) -> Page:
+    """Return the page of the first ``count`` of ``ids``, where a longer ``ids`` means more follow."""
+    if len(ids) <= count:
+        return Page(ids, None)
+    return Page(ids[:count], _cursor.make(kind, ids[count - 1]))
+
+
 class MemorySession(Session):
     """A session on a :class:`MemoryEngine`."""
 
@@ -107,39 +181,45 @@ class MemorySession(Session):
     def _do_close(self) -> None:
         pass
 
-    def _do_get_active_messages(self) -> list[str]:
-        store = self._store
-        with store.mutex:
-            return [key for key, message in store.messages.items() if store.is_locked(message)]
-
-    def _do_get_deferred_messages(self, until: float | None) -> list[str]:
-        store = self._store
-        with store.mutex:
-            if until is None:
-                end = len(store.retry_index)
-            else:
-                end = bisect.bisect_right(store.retry_index, (until, _AFTER_EVERY_ID))
-            return [message_id for _, message_id in store.retry_index[:end]]
-
-    def _do_get_all_messages(self) -> list[str]:
+    def _do_get_all_messages_page(self, cursor: str | None, count: int, operation: str) -> Page:
+        start = None if cursor is None else _cursor.position("all", cursor, operation)
         with self._store.mutex:
-            return list(self._store.messages)
+            ids = list(itertools.islice(self._store.all_ids.iter_after(start), count + 1))
+        return _id_page("all", ids, count)
+
+    def _do_get_deferred_messages_page(
+        self, until: float | None, cursor: str | None, count: int, operation: str
+    ) -> Page:
+        start = None if cursor is None else _cursor.retry_position(cursor, operation)
+        with self._store.mutex:
+            pairs = self._store.retry_index.iter_after(start)
+            due = itertools.takewhile(lambda pair: until is None or pair[0] <= until, pairs)
+            found: list[Pair] = list(itertools.islice(due, count + 1))
+
+        ids = [message_id for _, message_id in found[:count]]
+        next_cursor = _cursor.make_retry(*found[count - 1]) if len(found) > count else None
+        return Page(ids, next_cursor)
+
+    def _do_get_active_messages_page(self, cursor: str | None, count: int, operation: str) -> Page:
+        start = None if cursor is None else _cursor.position("active", cursor, operation)
+        with self._store.mutex:
+            ids = self._store.active_ids(start, count + 1)
+        return _id_page("active", ids, count)
 
     def _do_claim_message_id(self) -> str:
-        store = self._store
-        with store.mutex:
-            message_id = store.new_id()
-            store.messages[message_id] = _Message()
-            return message_id
+        with self._store.mutex:
+            return self._store.add(_Message())
 
     def _do_store_message(self, meta: dict[str, str], contents: bytes, retry: float | None) -> str:
-        store = self._store
-        with store.mutex:
-            message_id = store.new_id()
-            message = _Message(meta=dict(meta), contents=contents)
-            store.messages[message_id] = message
-            store.set_retry(message_id, message, retry)
-            return message_id
+        with self._store.mutex:
+            return self._store.add(_Message(dict(meta), contents), retry)
+
+    def _do_store_messages(self, messages: list[CheckedMessage]) -> list[str]:
+        with self._store.mutex:
+            return [
+                self._store.add(_Message(dict(message.meta), message.contents), message.retry)
+                for message in messages
+            ]
 
     def _do_set_message_meta(self, message_id: str, meta: dict[str, str]) -> None:
         with self._store.mutex:
@@ -169,6 +249,16 @@ class MemorySession(Session):
         with self._store.mutex:
             return self._store.find(message_id).contents
 
+    def _do_get_message(self, message_id: str) -> Message:
+        with self._store.mutex:
+            return self._store.find(message_id).read()
+
+    def _do_get_messages(self, message_ids: list[str]) -> dict[str, Message]:
+        store = self._store
+        with store.mutex:
+            found = {message_id: store.messages.get(message_id) for message_id in message_ids}
+            return {message_id: message.read() for message_id, message in found.items() if message}
+
     def _do_set_message_retry(self, message_id: str, timestamp: float) -> None:
         store = self._store
         with store.mutex:
@@ -180,9 +270,17 @@ class MemorySession(Session):
             message = store.find(message_id)
             if store.is_locked(message):
                 return False
-            message.lock_expires = store.clock() + length_ms / 1000
-            message.lock_value = owner or LEGACY_LOCK_VALUE
+            store.set_lock(message_id, message, length_ms, owner or LEGACY_LOCK_VALUE)
             return True
+
+    def _do_checkout_message(self, message_id: str, length_ms: int, owner: str | None) -> Message | None:
+        store = self._store
+        with store.mutex:
+            message = store.find(message_id)
+            if store.is_locked(message):
+                return None
+            store.set_lock(message_id, message, length_ms, owner or LEGACY_LOCK_VALUE)
+            return message.read()
 
     def _do_refresh_lock(self, message_id: str, length_ms: int, owner: str) -> bool:
         store = self._store
@@ -190,7 +288,7 @@ class MemorySession(Session):
             message = store.find(message_id)
             if not store.is_locked(message) or message.lock_value != owner:
                 return False
-            message.lock_expires = store.clock() + length_ms / 1000
+            store.set_lock(message_id, message, length_ms, owner)
             return True
 
     def _do_unlock_message(self, message_id: str, owner: str | None) -> bool:
@@ -201,15 +299,32 @@ class MemorySession(Session):
                 return False
             if owner is not None and message.lock_value != owner:
                 return False
-            message.lock_expires = None
+            store.set_lock(message_id, message, None)
             return True
 
-    def _do_delete_message(self, message_id: str) -> None:
+    def _do_finish_message(self, message_id: str, owner: str | None) -> bool:
         store = self._store
         with store.mutex:
-            message = store.messages.pop(message_id, None)
-            if message is not None:
-                store.set_retry(message_id, message, None)
+            if not store.holds_lock(store.find(message_id), owner):
+                return False
+            store.remove(message_id)
+            return True
+
+    def _do_defer_message(self, message_id: str, timestamp: float, owner: str | None) -> int | None:
+        store = self._store
+        with store.mutex:
+            message = store.find(message_id)
+            if not store.holds_lock(message, owner):
+                return None
+            attempts = next_attempts(message.meta.get(ATTEMPTS_KEY))
+            message.meta[ATTEMPTS_KEY] = attempts
+            store.set_retry(message_id, message, timestamp)
+            store.set_lock(message_id, message, None)
+        return attempts_number(attempts)
+
+    def _do_delete_message(self, message_id: str) -> None:
+        with self._store.mutex:
+            self._store.remove(message_id)
 
     def _do_describe_message(self, message_id: str) -> MessageInfo:
         store = self._store

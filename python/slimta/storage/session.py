@@ -1,46 +1,32 @@
 """The session contract that every engine implements.
 
-:class:`Session` holds the public methods of the spec. Each one checks that
+:class:`Session` defines the public methods of the spec. Each one checks that
 the session is open, validates its arguments, and hands them to one
 private ``_do_*`` method that an engine implements with one atomic step.
-The first line of each method's docstring is the method's summary in the
-spec, and a test keeps them equal.
+The listing methods, which it inherits from ``_listings.Listings``, are
+built on pages instead. The first line of each method's docstring is the
+method's summary in the spec, and a test keeps them equal.
 """
 
 from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 
 from . import _validate as validate
 from ._errors import SessionClosed
+from ._listings import Listings
+from ._records import Message, MessageInfo, NewMessage, Page
+from ._validate import CheckedMessage
 
-__all__ = ["MessageInfo", "Session"]
+__all__ = ["Message", "MessageInfo", "NewMessage", "Page", "Session"]
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class MessageInfo:
-    """Facts about one stored message, for listings such as the command line's.
-
-    Not part of the spec: other bindings need not offer it.
-    """
-
-    message_id: str
-    """The id of the message."""
-    size: int | None
-    """Length of the contents in bytes, or None when none were written."""
-    retry: float | None
-    """Retry time in UNIX seconds, or None when the message has none."""
-    lock_remaining: float | None
-    """Seconds until the lock expires, or None when the message is not locked."""
-
-
-class Session(abc.ABC):
+class Session(Listings):
     """An open session on a storage engine.
 
     Get one from an engine's ``connect()``. A session is also a context
@@ -78,35 +64,6 @@ class Session(abc.ABC):
             return
         self._closed = True
         self._do_close()
-
-    def get_active_messages(self) -> list[str]:
-        """List the messages that are locked now.
-
-        Returns the stored message ids that have an unexpired lock, in no
-        particular order.
-        """
-        self._check_open()
-        return self._do_get_active_messages()
-
-    def get_deferred_messages(self, timestamp: float | None = None) -> list[str]:
-        """List the messages whose retry time has come.
-
-        Returns the ids whose retry time is at or before ``timestamp``, or
-        every id with a retry time when ``timestamp`` is None, ordered by
-        retry time, then by id.
-        """
-        self._check_open()
-        until = validate.optional_timestamp(timestamp)
-        return self._do_get_deferred_messages(until)
-
-    def get_all_messages(self) -> list[str]:
-        """List every stored message.
-
-        Returns every stored id once, in no particular order, including
-        ids that have no meta or contents yet.
-        """
-        self._check_open()
-        return self._do_get_all_messages()
 
     def claim_message_id(self) -> str:
         """Create a new message id and register it.
@@ -274,6 +231,95 @@ class Session(abc.ABC):
         self._do_delete_message(checked_id)
         log.debug("deleted message %s", checked_id)
 
+    def get_message(self, message_id: str) -> Message:
+        """Read the meta and contents of a message in one step.
+
+        The meta and contents of the returned :class:`Message` always
+        belong to the same version of the message.
+
+        :raises MessageNotFound: the id is not stored.
+        """
+        self._check_open()
+        checked_id = validate.message_id(message_id)
+        return self._do_get_message(checked_id)
+
+    def get_messages(self, message_ids: Iterable[str]) -> dict[str, Message]:
+        """Read many messages in one call.
+
+        Takes 1 to 1000 ids and returns the stored messages among them by
+        id, each read atomically. Ids that are not stored are left out, and
+        an id given twice is read once.
+        """
+        self._check_open()
+        checked_ids = validate.batch_ids(message_ids)
+        return self._do_get_messages(list(dict.fromkeys(checked_ids)))
+
+    def checkout_message(self, message_id: str, length: float, owner: str | None = None) -> Message | None:
+        """Take the lock of a message and read it, in one step.
+
+        Takes the lock for ``length`` seconds as :meth:`lock_message` does
+        and returns the message, or returns None, changing nothing, while
+        an unexpired lock exists.
+
+        :raises MessageNotFound: the id is not stored.
+        """
+        self._check_open()
+        checked_id = validate.message_id(message_id)
+        length_ms = validate.lock_length_ms(length)
+        checked_owner = validate.optional_lock_owner(owner)
+        return self._do_checkout_message(checked_id, length_ms, checked_owner)
+
+    def finish_message(self, message_id: str, owner: str | None = None) -> bool:
+        """Delete a delivered message, if its lock is still held.
+
+        Deletes the message as :meth:`delete_message` does and returns True
+        when ``owner`` is None or holds an unexpired lock on it. Otherwise
+        it returns False and changes nothing.
+
+        :raises MessageNotFound: the id is not stored.
+        """
+        self._check_open()
+        checked_id = validate.message_id(message_id)
+        checked_owner = validate.optional_lock_owner(owner)
+        finished = self._do_finish_message(checked_id, checked_owner)
+        if finished:
+            log.debug("finished message %s", checked_id)
+        return finished
+
+    def defer_message(self, message_id: str, timestamp: float, owner: str | None = None) -> int | None:
+        """Schedule a retry after a failed attempt, and release the lock.
+
+        When ``owner`` is None or holds an unexpired lock, sets the retry
+        time to ``timestamp``, adds one to the ``attempts`` meta key and
+        removes the lock in one atomic step, and returns the new number of
+        attempts. A missing ``attempts`` value, or one that is not ASCII
+        digits, counts as 0. Otherwise it returns None and changes nothing.
+
+        :raises MessageNotFound: the id is not stored.
+        """
+        self._check_open()
+        checked_id = validate.message_id(message_id)
+        checked_timestamp = validate.timestamp(timestamp)
+        checked_owner = validate.optional_lock_owner(owner)
+        return self._do_defer_message(checked_id, checked_timestamp, checked_owner)
+
+    def store_messages(self, messages: Iterable[NewMessage]) -> list[str]:
+        """Store many new messages in one call.
+
+        Takes 1 to 1000 :class:`NewMessage` mappings and stores each whole,
+        as :meth:`store_message` does. Returns the new ids in the order of
+        ``messages``. Every message is checked before any is stored, so a
+        bad one stores none.
+
+        :raises MessageTooLarge: the contents of a message are longer than
+            the engine can store.
+        """
+        self._check_open()
+        checked = validate.new_messages(messages)
+        message_ids = self._do_store_messages(checked)
+        log.debug("stored %d messages", len(message_ids))
+        return message_ids
+
     def describe_message(self, message_id: str) -> MessageInfo:
         """Return the size, retry time and lock of a message.
 
@@ -291,15 +337,6 @@ class Session(abc.ABC):
 
     @abc.abstractmethod
     def _do_close(self) -> None: ...
-
-    @abc.abstractmethod
-    def _do_get_active_messages(self) -> list[str]: ...
-
-    @abc.abstractmethod
-    def _do_get_deferred_messages(self, until: float | None) -> list[str]: ...
-
-    @abc.abstractmethod
-    def _do_get_all_messages(self) -> list[str]: ...
 
     @abc.abstractmethod
     def _do_claim_message_id(self) -> str: ...
@@ -342,3 +379,21 @@ class Session(abc.ABC):
 
     @abc.abstractmethod
     def _do_describe_message(self, message_id: str) -> MessageInfo: ...
+
+    @abc.abstractmethod
+    def _do_get_message(self, message_id: str) -> Message: ...
+
+    @abc.abstractmethod
+    def _do_get_messages(self, message_ids: list[str]) -> dict[str, Message]: ...
+
+    @abc.abstractmethod
+    def _do_checkout_message(self, message_id: str, length_ms: int, owner: str | None) -> Message | None: ...
+
+    @abc.abstractmethod
+    def _do_finish_message(self, message_id: str, owner: str | None) -> bool: ...
+
+    @abc.abstractmethod
+    def _do_defer_message(self, message_id: str, timestamp: float, owner: str | None) -> int | None: ...
+
+    @abc.abstractmethod
+    def _do_store_messages(self, messages: list[CheckedMessage]) -> list[str]: ...

@@ -21,8 +21,9 @@ from .. import _validate as validate
 from .._errors import InvalidArgument
 from ._check_repair import Repairer
 from ._check_report import ORPHAN_KINDS, CheckReport, IncompleteMessage, LayoutKey, Orphan
+from ._codec import MESSAGE_IDS, RETRY_QUEUE
 from ._link import Link
-from ._session import MESSAGE_IDS, RETRY_QUEUE, RedisSession
+from ._session import RedisSession
 
 __all__ = ["DEFAULT_LOCK_EXPIRY", "DEFAULT_MIN_AGE", "DEFAULT_PAGE_SIZE", "check_queue"]
 

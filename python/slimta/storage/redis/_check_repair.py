@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from ._check_report import ORPHAN_KINDS, CheckReport, IncompleteMessage, Orphan, Repairs
+from ._codec import MESSAGE_IDS, RETRY_QUEUE
 from ._link import Link
-from ._session import MESSAGE_IDS, RETRY_QUEUE
 
 __all__ = ["Repairer"]
 

@@ -1,9 +1,10 @@
 """One session's connection to Redis, with redis-py errors translated.
 
-Every call sends one command and reads its reply: one round trip. Errors
-of redis-py never leave this module. A connection or protocol fault
-becomes :class:`StorageUnavailable` naming the server and the operation,
-and the connection is dropped so the next call reconnects.
+Every call is one round trip: one command, or one pipeline of commands
+sent before any reply is read. Errors of redis-py never leave this
+module. A connection or protocol fault becomes :class:`StorageUnavailable`
+naming the server and the operation, and the connection is dropped so
+the next call reconnects.
 """
 
 from __future__ import annotations
@@ -108,12 +109,16 @@ class Link:
         connection = self._current()
         try:
             connection.send_packed_command(connection.pack_commands(commands))
-            return [self._read_reply(connection) for _ in commands]
+            replies = [self._read_reply(connection) for _ in commands]
         except redis_errors.RedisError as error:
             raise self.unavailable(operation, error) from error
         except OSError as error:
             connection.disconnect()
             raise self.unavailable(operation, error) from error
+        if any(str(reply).startswith("Protocol error") for reply in replies if isinstance(reply, Exception)):
+            # Redis closes the connection after this reply, as in _command.
+            connection.disconnect()
+        return replies
 
     @staticmethod
     def _read_reply(connection: Any) -> Any:
@@ -148,6 +153,43 @@ class Link:
             log.info("Redis at %s:%d lost script %s, sending it again", self._host, self._port, name)
             return self._command(operation, "EVAL", script.source, len(keys), *keys, *args)
 
+    def script_batch(
+        self, operation: str, name: str, calls: list[tuple[list[Any], list[Any]]], *, retry: bool = False
+    ) -> list[Any]:
+        """Run one Lua script once per (keys, args) entry, all in one pipeline, and return the replies.
+
+        Entries that get NOSCRIPT are sent once more with EVAL in a second
+        pipeline. An error reply of any entry raises
+        :class:`StorageUnavailable` once every reply is read, when the
+        other entries may have run. ``retry`` means what it means for
+        :meth:`command`, for the whole batch.
+        """
+        try:
+            return self._script_batch(operation, name, calls)
+        except StorageUnavailable as error:
+            if not (retry and is_connection_fault(error)):
+                raise
+            log.warning("%s failed, trying once more: %s", operation, error)
+            return self._script_batch(operation, name, calls)
+
+    def _script_batch(self, operation: str, name: str, calls: list[tuple[list[Any], list[Any]]]) -> list[Any]:
+        script = SCRIPTS[name]
+        commands = [("EVALSHA", script.sha, len(keys), *keys, *args) for keys, args in calls]
+        replies = self.pipeline(operation, commands)
+
+        # NOSCRIPT means the entry did not run, so sending it again is safe.
+        lost = [index for index, reply in enumerate(replies) if isinstance(reply, redis_errors.NoScriptError)]
+        if lost:
+            log.info("Redis at %s:%d lost script %s, sending it again", self._host, self._port, name)
+            resent = [("EVAL", script.source, *commands[index][2:]) for index in lost]
+            for index, reply in zip(lost, self.pipeline(operation, resent), strict=True):
+                replies[index] = reply
+
+        for reply in replies:
+            if isinstance(reply, redis_errors.ResponseError):
+                raise self.unavailable(operation, reply) from reply
+        return replies
+
     def unavailable(self, operation: str, error: BaseException, message: str = "") -> StorageUnavailable:
         """Build the error for a failed operation, naming the server and the cause."""
         if not message:
@@ -156,6 +198,11 @@ class Link:
                 message = f"{where} returned an error during {operation}: {error}"
             else:
                 message = f"{where} is unavailable during {operation}: {error}"
+        return StorageUnavailable(message, host=self._host, port=self._port, operation=operation)
+
+    def failure(self, operation: str, reason: str) -> StorageUnavailable:
+        """Build the error for an operation that failed without an error of redis-py."""
+        message = f"{operation} on Redis at {self._host}:{self._port} failed: {reason}"
         return StorageUnavailable(message, host=self._host, port=self._port, operation=operation)
 
 

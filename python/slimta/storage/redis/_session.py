@@ -1,8 +1,11 @@
-"""Sessions of the Redis engine: each method is one command or one script.
+"""Sessions of the Redis engine: each method is one round trip.
 
-Keys and values go to Redis as bytes. Text is encoded as UTF-8 with the
-``surrogateescape`` handler and decoded the same way, so meta bytes that
-another writer stored and that are not valid UTF-8 survive a round trip.
+A round trip is one command, one Lua script called by its SHA1, or one
+pipeline of scripts for the bulk calls. A call waits for Redis a second
+time only to send a script again after NOSCRIPT, or to try once more
+after a connection fault. The paged listings are in ``_pages``, the bulk
+calls in ``_bulk``, and ``_codec`` turns text into the bytes Redis
+stores.
 """
 
 from __future__ import annotations
@@ -13,38 +16,18 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from .._attempts import attempts_number
 from .._errors import MessageNotFound, MessageTooLarge, StorageUnavailable
-from .._validate import LEGACY_LOCK_VALUE
-from ..session import MessageInfo, Session
+from .._records import Message, MessageInfo, Page
+from .._validate import LEGACY_LOCK_VALUE, CheckedMessage
+from ..session import Session
+from . import _bulk, _pages
+from ._codec import MESSAGE_IDS, RETRY_QUEUE, decode, encode, message, meta, meta_pairs, score
 from ._link import Link, is_connection_fault
 
 __all__ = ["RedisSession"]
 
 log = logging.getLogger(__name__)
-
-MESSAGE_IDS = b"message_ids"
-RETRY_QUEUE = b"retry_queue"
-PAGE_SIZE = 1000
-
-
-def _encode(text: str) -> bytes:
-    return text.encode("utf-8", "surrogateescape")
-
-
-def _decode(data: bytes) -> str:
-    return data.decode("utf-8", "surrogateescape")
-
-
-def _score(timestamp: float) -> bytes:
-    # repr() gives the shortest text that parses back to the same double.
-    return repr(timestamp).encode("ascii")
-
-
-def _meta_pairs(meta: dict[str, str]) -> list[bytes]:
-    pairs: list[bytes] = []
-    for key, value in meta.items():
-        pairs += (_encode(key), _encode(value))
-    return pairs
 
 
 def _lock_remaining(pttl: int) -> float | None:
@@ -78,38 +61,16 @@ class RedisSession(Session):
         self._finalizer.detach()
         self._link.release()
 
-    def _do_get_active_messages(self) -> list[str]:
-        found: dict[str, None] = {}
-        cursor = b"0"
-        while True:
-            cursor, page = self._link.script(
-                "get_active_messages",
-                "active_page",
-                [MESSAGE_IDS],
-                [self._offset, cursor, PAGE_SIZE],
-                retry=True,
-            )
-            found.update(dict.fromkeys(_decode(key) for key in page))
-            if cursor == b"0":
-                return list(found)
+    def _do_get_all_messages_page(self, cursor: str | None, count: int, operation: str) -> Page:
+        return _pages.all_page(self._link, operation, cursor, count)
 
-    def _do_get_deferred_messages(self, until: float | None) -> list[str]:
-        end = b"+inf" if until is None else _score(until)
-        reply = self._link.command(
-            "get_deferred_messages", "ZRANGE", RETRY_QUEUE, b"-inf", end, "BYSCORE", retry=True
-        )
-        return [_decode(member) for member in reply]
+    def _do_get_deferred_messages_page(
+        self, until: float | None, cursor: str | None, count: int, operation: str
+    ) -> Page:
+        return _pages.deferred_page(self._link, operation, until, cursor, count)
 
-    def _do_get_all_messages(self) -> list[str]:
-        found: dict[str, None] = {}
-        cursor = b"0"
-        while True:
-            cursor, page = self._link.command(
-                "get_all_messages", "SSCAN", MESSAGE_IDS, cursor, "COUNT", PAGE_SIZE, retry=True
-            )
-            found.update(dict.fromkeys(_decode(member) for member in page))
-            if cursor == b"0":
-                return list(found)
+    def _do_get_active_messages_page(self, cursor: str | None, count: int, operation: str) -> Page:
+        return _pages.active_page(self._link, self._offset, operation, cursor, count)
 
     def _do_claim_message_id(self) -> str:
         def register(message_id: str) -> int:
@@ -120,7 +81,7 @@ class RedisSession(Session):
 
     def _do_store_message(self, meta: dict[str, str], contents: bytes, retry: float | None) -> str:
         self._check_size(contents)
-        args = [self._offset, contents, b"" if retry is None else _score(retry), *_meta_pairs(meta)]
+        args = [self._offset, contents, b"" if retry is None else score(retry), *meta_pairs(meta)]
 
         def store(message_id: str) -> int:
             keys = [MESSAGE_IDS, RETRY_QUEUE, message_id]
@@ -128,6 +89,11 @@ class RedisSession(Session):
             return stored
 
         return self._register_new_id("store_message", store)
+
+    def _do_store_messages(self, messages: list[CheckedMessage]) -> list[str]:
+        for index, new in enumerate(messages):
+            self._check_size(new.contents, f"messages[{index}]['contents']")
+        return _bulk.store_messages(self._link, self._offset, messages)
 
     def _register_new_id(self, operation: str, register: Callable[[str], int]) -> str:
         """Register a new random id with ``register``, which returns 0 when it was taken.
@@ -148,21 +114,21 @@ class RedisSession(Session):
                 register(message_id)
                 return message_id
 
-    def _check_size(self, contents: bytes) -> None:
+    def _check_size(self, contents: bytes, param: str = "contents") -> None:
         # NOTE: the limit is the one the engine read at its first connect,
         # or Redis's default when CONFIG GET was denied. Contents over a
         # lower limit set on the server since then are rejected by Redis
         # itself: the call raises StorageUnavailable and stores nothing.
         if len(contents) > self._max_contents:
             raise MessageTooLarge(
-                len(contents), self._max_contents, "the proto-max-bulk-len of the Redis server"
+                len(contents), self._max_contents, "the proto-max-bulk-len of the Redis server", param
             )
 
     def _do_set_message_meta(self, message_id: str, meta: dict[str, str]) -> None:
-        self._write("set_message_meta", "set_meta", message_id, _meta_pairs(meta))
+        self._write("set_message_meta", "set_meta", message_id, meta_pairs(meta))
 
     def _do_set_message_meta_key(self, message_id: str, key: str, value: str | None) -> None:
-        args = [_encode(key)] if value is None else [_encode(key), _encode(value)]
+        args = [encode(key)] if value is None else [encode(key), encode(value)]
         self._write("set_message_meta_key", "set_meta_key", message_id, args)
 
     def _do_set_message_contents(self, message_id: str, contents: bytes) -> None:
@@ -170,31 +136,43 @@ class RedisSession(Session):
         self._write("set_message_contents", "set_contents", message_id, [contents])
 
     def _do_get_message_meta(self, message_id: str) -> dict[str, str]:
-        flat = self._read("get_message_meta", "get_meta", message_id, [], retry=True)
-        return {_decode(flat[i]): _decode(flat[i + 1]) for i in range(0, len(flat), 2)}
+        return meta(self._run("get_message_meta", "get_meta", message_id, [], retry=True)[0])
 
     def _do_get_message_meta_key(self, message_id: str, key: str) -> str | None:
-        value = self._read("get_message_meta_key", "get_meta_key", message_id, [_encode(key)], retry=True)
-        return None if value is None else _decode(value)
+        (value,) = self._run("get_message_meta_key", "get_meta_key", message_id, [encode(key)], retry=True)
+        return None if value is None else decode(value)
 
     def _do_get_message_contents(self, message_id: str) -> bytes | None:
-        contents: bytes | None = self._read(
+        contents: bytes | None = self._run(
             "get_message_contents", "get_contents", message_id, [], retry=True
-        )
+        )[0]
         return contents
+
+    def _do_get_message(self, message_id: str) -> Message:
+        flat_meta, contents = self._run("get_message", "get_message", message_id, [], retry=True)
+        return message(flat_meta, contents)
+
+    def _do_get_messages(self, message_ids: list[str]) -> dict[str, Message]:
+        return _bulk.get_messages(self._link, self._offset, message_ids)
 
     def _do_set_message_retry(self, message_id: str, timestamp: float) -> None:
         keys = [MESSAGE_IDS, RETRY_QUEUE]
-        if not self._link.script("set_message_retry", "set_retry", keys, [message_id, _score(timestamp)]):
+        if not self._link.script("set_message_retry", "set_retry", keys, [message_id, score(timestamp)]):
             raise MessageNotFound(message_id)
 
     def _do_lock_message(self, message_id: str, length_ms: int, owner: str | None) -> bool:
-        value = owner or LEGACY_LOCK_VALUE
-        took = self._read("lock_message", "lock", message_id, [length_ms, value])
+        (took,) = self._run("lock_message", "lock", message_id, [length_ms, owner or LEGACY_LOCK_VALUE])
         return bool(took == 1)
 
+    def _do_checkout_message(self, message_id: str, length_ms: int, owner: str | None) -> Message | None:
+        args = [length_ms, owner or LEGACY_LOCK_VALUE]
+        reply = self._run("checkout_message", "checkout", message_id, args)
+        if reply[0] == 0:
+            return None
+        return message(reply[1], reply[2])
+
     def _do_refresh_lock(self, message_id: str, length_ms: int, owner: str) -> bool:
-        refreshed = self._read("refresh_lock", "refresh_lock", message_id, [length_ms, owner])
+        (refreshed,) = self._run("refresh_lock", "refresh_lock", message_id, [length_ms, owner])
         return bool(refreshed == 1)
 
     def _do_unlock_message(self, message_id: str, owner: str | None) -> bool:
@@ -202,17 +180,23 @@ class RedisSession(Session):
         removed = self._link.script("unlock_message", "unlock", [MESSAGE_IDS, message_id], args)
         return bool(removed == 1)
 
+    def _do_finish_message(self, message_id: str, owner: str | None) -> bool:
+        args = [] if owner is None else [owner]
+        reply = self._run("finish_message", "finish", message_id, args, queue=True)
+        return bool(reply[0] == 1)
+
+    def _do_defer_message(self, message_id: str, timestamp: float, owner: str | None) -> int | None:
+        args = [score(timestamp)] if owner is None else [score(timestamp), owner]
+        reply = self._run("defer_message", "defer", message_id, args, queue=True)
+        return attempts_number(reply[1]) if reply[0] == 1 else None
+
     def _do_delete_message(self, message_id: str) -> None:
         keys = [MESSAGE_IDS, RETRY_QUEUE, message_id]
         self._link.script("delete_message", "delete", keys, [self._offset])
 
     def _do_describe_message(self, message_id: str) -> MessageInfo:
-        keys = [MESSAGE_IDS, RETRY_QUEUE, message_id]
-        reply = self._link.script("describe_message", "describe", keys, [self._offset], retry=True)
-        if reply[0] == 0:
-            raise MessageNotFound(message_id)
-
-        _, has_contents, size, retry, lock_ms = reply
+        reply = self._run("describe_message", "describe", message_id, [], queue=True, retry=True)
+        has_contents, size, retry, lock_ms = reply
         return MessageInfo(
             message_id,
             size if has_contents else None,
@@ -226,15 +210,23 @@ class RedisSession(Session):
         if not self._link.script(operation, script, keys, [self._offset, *args]):
             raise MessageNotFound(message_id)
 
-    def _read(
-        self, operation: str, script: str, message_id: str, args: list[Any], *, retry: bool = False
-    ) -> Any:
-        """Run a script that returns {0} when the id is not stored, else {1, value}.
+    def _run(
+        self,
+        operation: str,
+        script: str,
+        message_id: str,
+        args: list[Any],
+        *,
+        queue: bool = False,
+        retry: bool = False,
+    ) -> list[Any]:
+        """Run a script that returns {0} when the id is not stored, and return the rest of {1, ...}.
 
-        ``retry`` is for scripts that only read.
+        The script's KEYS are message_ids, with ``queue`` retry_queue, and
+        the id. ``retry`` is for scripts that only read.
         """
-        keys = [MESSAGE_IDS, message_id]
+        keys = [MESSAGE_IDS, RETRY_QUEUE, message_id] if queue else [MESSAGE_IDS, message_id]
         reply = self._link.script(operation, script, keys, [self._offset, *args], retry=retry)
         if reply[0] == 0:
             raise MessageNotFound(message_id)
-        return reply[1] if len(reply) > 1 else None
+        return list(reply[1:])
