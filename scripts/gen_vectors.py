@@ -47,6 +47,7 @@ Json = Any
 # Each step action, with the fields a step of that action may have.
 STEP_ACTIONS = {
     "call": {"call", "args", "session", "bind", "expect"},
+    "pages": {"pages", "args", "session", "expect"},
     "open_session": {"open_session"},
     "close_session": {"close_session"},
     "advance": {"advance"},
@@ -65,10 +66,17 @@ TAGS = {
     "$sorted",
     "$concat",
     "$text_repeat",
+    "$repeat",
+    "$entries",
     "$object",
 }
 # The tag whose body is a literal object: its keys may start with $.
 OBJECT_TAG = "$object"
+# The parameter of the page methods that a pages step leaves to the runner.
+CURSOR = "cursor"
+# The matches of a pages step, and the match that compares an object member by member.
+PAGE_MATCHES = ("ordered", "unordered")
+FIELDS_MATCH = "fields"
 FORMAT_PATTERN = re.compile(r"[0-9]+\.[0-9]+")
 # A group name, which is also its file name without .json.
 GROUP_NAME = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
@@ -102,6 +110,8 @@ class Method:
     name: str
     params: tuple[Param, ...]
     errors: frozenset[str]
+    # Whether the method returns ids in an order, as some listings do.
+    ordered: bool = False
 
     def param(self, name: str) -> Param | None:
         return next((param for param in self.params if param.name == name), None)
@@ -140,7 +150,8 @@ def parse_method(raw: Json) -> Method:
         )
         for param in raw["params"]
     )
-    return Method(raw["name"], params, frozenset(raw["errors"]))
+    ordered = raw.get("ordering", "none") != "none"
+    return Method(raw["name"], params, frozenset(raw["errors"]), ordered)
 
 
 def load_spec(path: Path) -> Spec:
@@ -191,6 +202,9 @@ def is_tag(value: Json) -> bool:
 # Expansions: cases generated from the spec's method list
 
 
+# A valid message of a store_messages batch.
+VALID_NEW_MESSAGE = {"meta": {"k": "changed"}, "contents": {"$bytes": b64(b"changed")}, "retry": 200}
+
 # Valid arguments by spec type, used for every parameter but the one under test.
 VALID_ARGUMENTS: dict[str, Json] = {
     "message_id": var("m1"),
@@ -201,7 +215,17 @@ VALID_ARGUMENTS: dict[str, Json] = {
     "timestamp": 200,
     "lock_length": 10,
     "lock_owner": "relayer-7f3c",
+    "batch_ids": [var("m1")],
+    "new_message_list": [VALID_NEW_MESSAGE],
+    "page_cursor": None,
+    "page_size": 100,
 }
+
+
+def batch_with(bad_message: Json) -> Json:
+    """Return a store_messages batch of a valid message followed by ``bad_message``."""
+    return [VALID_NEW_MESSAGE, bad_message]
+
 
 # Bad values by spec type: (id suffix, value, what the value is).
 BAD_VALUES: dict[str, tuple[tuple[str, Json, str], ...]] = {
@@ -251,6 +275,51 @@ BAD_VALUES: dict[str, tuple[tuple[str, Json, str], ...]] = {
     "contents": (
         ("text", "Subject: hi\r\n\r\nbody\r\n", "text, not bytes"),
         ("number", 1, "a number, not bytes"),
+    ),
+    "batch_ids": (
+        ("empty", [], "an empty list"),
+        ("too-many", {"$repeat": {"value": var("m1"), "count": 1001}}, "a list of 1001 ids"),
+        ("invalid-id", [var("m1"), "has space"], "a list with an invalid id after a stored one"),
+        ("text", var("m1"), "one id, not a list"),
+        ("null", None, "null"),
+    ),
+    "new_message_list": (
+        ("empty", [], "an empty list"),
+        ("too-many", {"$repeat": {"value": VALID_NEW_MESSAGE, "count": 1001}}, "a list of 1001 messages"),
+        (
+            "no-contents",
+            batch_with({"meta": {"k": "v"}}),
+            "a list whose second message has no contents",
+        ),
+        (
+            "text-contents",
+            batch_with({"meta": {"k": "v"}, "contents": "Subject: hi\r\n\r\nbody\r\n"}),
+            "a list whose second message has text contents, not bytes",
+        ),
+        (
+            "bad-retry",
+            batch_with({"meta": {"k": "v"}, "contents": {"$bytes": b64(b"x")}, "retry": -1}),
+            "a list whose second message has a negative retry time",
+        ),
+        (
+            "bad-meta",
+            batch_with({"meta": {"k": 1}, "contents": {"$bytes": b64(b"x")}}),
+            "a list whose second message has a number as a meta value",
+        ),
+        ("mapping", VALID_NEW_MESSAGE, "one message, not a list"),
+        ("null", None, "null"),
+    ),
+    "page_cursor": (
+        ("number", 12345, "a number, not text"),
+        ("empty", "", "empty text"),
+        ("garbage", "not-a-cursor", "text that no engine made"),
+    ),
+    "page_size": (
+        ("zero", 0, "zero"),
+        ("over-maximum", 10001, "above the maximum of 10000"),
+        ("fraction", 2.5, "a fraction"),
+        ("text", "100", "text, not a number"),
+        ("null", None, "null"),
     ),
 }
 
@@ -412,8 +481,14 @@ def replace_generated_meta(value: Json) -> Json:
 
 
 def normalize_expect(expect: Json) -> Json:
-    if isinstance(expect, dict) and "value" in expect and "match" not in expect:
-        return {**expect, "match": "exact"}
+    """Return ``expect`` with the default match, exact, written out, also in the members of a fields match."""
+    if not isinstance(expect, dict):
+        return expect
+    if "value" in expect and "match" not in expect:
+        expect = {**expect, "match": "exact"}
+    if expect.get("match") == FIELDS_MATCH and isinstance(expect.get("value"), dict):
+        members = {name: normalize_expect(member) for name, member in expect["value"].items()}
+        expect = {**expect, "value": members}
     return expect
 
 
@@ -421,7 +496,7 @@ def normalize_step(step: Json) -> Json:
     if not isinstance(step, dict):
         return step
     step = dict(step)
-    if "call" in step:
+    if "call" in step or "pages" in step:
         step.setdefault("args", {})
         step.setdefault("session", FIRST_SESSION)
     if "expect" in step:
@@ -510,9 +585,26 @@ def check_expect_shape(step: Json) -> list[str]:
     expect = step.get("expect")
     if not isinstance(expect, dict):
         return ["expect is missing: give it a value with a match, or an error"]
+    if "pages" in step and not ("value" in expect and expect.get("match") in PAGE_MATCHES):
+        return ["expect of a pages step must be a value with the match ordered or unordered"]
     if ("value" in expect) + ("error" in expect) + (expect.get("match") == "any") != 1:
         return ["expect must have exactly one of value and error, and a match of any has neither"]
-    return []
+    return list(fields_problems(expect))
+
+
+def fields_problems(expect: Json) -> Iterator[str]:
+    """Yield the problems of the member expects of a fields match, which cannot expect an error."""
+    if expect.get("match") != FIELDS_MATCH:
+        return
+    members = expect.get("value")
+    if not isinstance(members, dict) or not all(isinstance(member, dict) for member in members.values()):
+        yield "a match of fields needs an object that maps each member to an expect"
+        return
+    for name, member in members.items():
+        if "error" in member or ("value" in member) == (member.get("match") == "any"):
+            yield f"member {name!r} of a fields match needs a value with a match, or a match of any"
+        else:
+            yield from fields_problems(member)
 
 
 def schema_problems(
@@ -619,6 +711,28 @@ class CaseChecker:
             )
         self.check_variables(expect.get("value"), f"{where} expect")
 
+    def check_pages(self, step: Json, where: str) -> None:
+        """Check that the step reads a page method, leaves out the cursor and matches the spec's ordering."""
+        name = step["pages"]
+        where = f"{where} {name}"
+        if step["session"] not in self.sessions:
+            self.fail(where, f"session {step['session']!r} was never opened")
+        if CURSOR in step["args"]:
+            self.fail(where, "args must not have cursor, because the runner passes each page's cursor")
+        args = {key: item for key, item in step["args"].items() if key != CURSOR}
+        self.check_method_args(name, args, where)
+        self.check_expect(step["expect"], where)
+
+        method = self.spec.methods.get(name)
+        if method is None:
+            return
+        if method.param(CURSOR) is None:
+            self.fail(where, f"{name} is no page method: a pages step needs a method with a cursor parameter")
+        expected = "ordered" if method.ordered else "unordered"
+        if step["expect"]["match"] != expected:
+            order = "in an order" if method.ordered else "in no order"
+            self.fail(where, f"match must be {expected}, because the spec lists the ids of {name} {order}")
+
     def check_open_session(self, step: Json, where: str) -> None:
         if step["open_session"] in self.sessions:
             self.fail(where, f"session {step['open_session']!r} is open already")
@@ -663,8 +777,12 @@ class CaseChecker:
     # Variables and layout
 
     def check_variables(self, value: Json, where: str) -> None:
-        """Check that every $var in ``value`` is bound by an earlier step."""
-        if is_tag(value) and "$var" in value and value["$var"] not in self.bound:
+        """Check that every $var in ``value`` is bound by an earlier step.
+
+        A $var may name a member or element of the variable, as in
+        ``p1.cursor``, which only the run can check.
+        """
+        if is_tag(value) and "$var" in value and str(value["$var"]).split(".")[0] not in self.bound:
             self.fail(where, f"variable {value['$var']!r} is used before a step binds it")
         elif is_tag(value) and OBJECT_TAG in value:
             for item in value[OBJECT_TAG].values():
@@ -766,12 +884,14 @@ def build_suite(spec: Spec, raw: Json) -> Suite:
 
 
 def successful_calls(cases: Iterable[Json]) -> set[str]:
-    """Return the methods that some case calls and expects a value from."""
+    """Return the methods that some case calls and expects a value from, a pages step included."""
     called = set()
     for case in cases:
         for step in case["steps"]:
             if "call" in step and "error" not in step["expect"]:
                 called.add(step["call"])
+            if "pages" in step:
+                called.add(step["pages"])
             if "race" in step:
                 called.add(step["race"]["call"])
             if "connect_unreachable" in step:

@@ -16,7 +16,13 @@ The factories take ``(kind, options)`` like the Python adapter's
   whose session connects on its first call, as a binding that connects
   lazily does;
 - ``fake_connect``: an engine that ignores the Redis server it is given
-  and stores in memory, so that connecting never fails.
+  and stores in memory, so that connecting never fails;
+- ``repeating_pages``: a memory engine whose page methods start each page
+  after the first with the last id of the page before;
+- ``dropping_pages``: a memory engine whose page methods leave out the
+  first id of each page after the first;
+- ``looping_pages``: a memory engine whose page methods return the cursor
+  they were given, so that following the cursors never ends.
 
 When ``$BROKEN_PID_FILE`` is set, every factory call appends the
 adapter's pid and process group id to that file, one line each.
@@ -87,6 +93,57 @@ class UnorderedDeferredSession(RedisSession):
     ) -> Page:
         page = super()._do_get_deferred_messages_page(until, cursor, count, operation)
         return Page(list(reversed(page.message_ids)), page.cursor)
+
+
+def _last_id(cursor: str) -> str:
+    """Return the id that a cursor of the memory engine continues after, its text after the last colon."""
+    return cursor.rpartition(":")[2]
+
+
+class _PagesSession(MemorySession):
+    """Passes every page of the three page methods through :meth:`_broken_page`."""
+
+    def _broken_page(self, page: Page, cursor: str | None) -> Page:
+        raise NotImplementedError
+
+    def _do_get_all_messages_page(self, cursor: str | None, count: int, operation: str) -> Page:
+        return self._broken_page(super()._do_get_all_messages_page(cursor, count, operation), cursor)
+
+    def _do_get_deferred_messages_page(
+        self, until: float | None, cursor: str | None, count: int, operation: str
+    ) -> Page:
+        page = super()._do_get_deferred_messages_page(until, cursor, count, operation)
+        return self._broken_page(page, cursor)
+
+    def _do_get_active_messages_page(self, cursor: str | None, count: int, operation: str) -> Page:
+        return self._broken_page(super()._do_get_active_messages_page(cursor, count, operation), cursor)
+
+
+class RepeatingPagesSession(_PagesSession):
+    """Starts each page after the first with the last id of the page before."""
+
+    def _broken_page(self, page: Page, cursor: str | None) -> Page:
+        if cursor is None:
+            return page
+        return Page([_last_id(cursor), *page.message_ids], page.cursor)
+
+
+class DroppingPagesSession(_PagesSession):
+    """Leaves out the first id of each page after the first."""
+
+    def _broken_page(self, page: Page, cursor: str | None) -> Page:
+        if cursor is None:
+            return page
+        return Page(page.message_ids[1:], page.cursor)
+
+
+class LoopingPagesSession(_PagesSession):
+    """Returns the cursor it was given with each page after the first, so the pages never end."""
+
+    def _broken_page(self, page: Page, cursor: str | None) -> Page:
+        if cursor is None or page.cursor is None:
+            return page
+        return Page(page.message_ids, cursor)
 
 
 class CrashingSession(MemorySession):
@@ -201,6 +258,18 @@ def lazy_connect(kind: str, options: Mapping[str, Any]) -> _Lazy:
 
 def fake_connect(kind: str, options: Mapping[str, Any]) -> Any:
     return memory.new(clock=options.get("clock"))
+
+
+def repeating_pages(kind: str, options: Mapping[str, Any]) -> _Wrapped:
+    return _Wrapped(memory.new(clock=options.get("clock")), RepeatingPagesSession)
+
+
+def dropping_pages(kind: str, options: Mapping[str, Any]) -> _Wrapped:
+    return _Wrapped(memory.new(clock=options.get("clock")), DroppingPagesSession)
+
+
+def looping_pages(kind: str, options: Mapping[str, Any]) -> _Wrapped:
+    return _Wrapped(memory.new(clock=options.get("clock")), LoopingPagesSession)
 
 
 def serve_garbage() -> None:

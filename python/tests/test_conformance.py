@@ -41,6 +41,15 @@ BROKEN_MUST_FAIL = {
     "merging_meta": {"meta-replace-drops-old-keys", "meta-replace-empty-removes-all"},
     "unordered_deferred": {"deferred-orders-by-time", "deferred-ties-by-id"},
 }
+# The broken paging engines of broken_engines.py, each run on memory over the paged-listing cases.
+BROKEN_PAGES = ("repeating_pages", "dropping_pages", "looping_pages")
+PAGED_CASES = "paged-*"
+# The cases whose pages step reads each listing of 2500 messages, or of 12 locked ones.
+EVERY_ID = {
+    "paged-deferred-every-id": "step 4 pages get_deferred_messages_page",
+    "paged-all-every-id": "step 4 pages get_all_messages_page",
+    "paged-active-every-id": "step 14 pages get_active_messages_page",
+}
 
 
 @dataclass
@@ -91,6 +100,8 @@ def runs(redis_server: RedisServer) -> dict[str, Run]:
     }
     for factory in BROKEN_MUST_FAIL:
         plans[factory] = ("--engine", "redis", "--adapter", broken_adapter(factory))
+    for factory in BROKEN_PAGES:
+        plans[factory] = ("--adapter", broken_adapter(factory), "--select", PAGED_CASES)
 
     with ThreadPoolExecutor(PARALLEL_RUNS) as pool:
         futures = {name: pool.submit(run_conformance, *options) for name, options in plans.items()}
@@ -182,11 +193,65 @@ def test_merging_meta_fails_only_on_kept_keys(runs: dict[str, Run]) -> None:
         assert set(expected.items()) <= set(got.items()), case_id
 
 
+def deferred_ids(case: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Return the expected and the returned ids of a failed deferred listing, whole, paged or one page."""
+    expected, got = case["expected"], case["got"]
+    if "member" in expected:
+        # A fields match of a page, which names the member that failed.
+        assert expected["member"] == "message_ids"
+        expected, got = expected["expected"], got["got"]
+    ids = expected["value"], got["value"]
+    if isinstance(ids[0], dict):
+        return ids[0]["message_ids"], ids[1]["message_ids"]
+    return ids
+
+
 def test_unordered_deferred_fails_only_on_order(runs: dict[str, Run]) -> None:
-    for case_id, case in runs["unordered_deferred"].failed().items():
-        assert case["where"].endswith(" get_deferred_messages"), case_id
-        assert case["expected"]["match"] == "ordered", case_id
-        assert case["got"]["value"] == list(reversed(case["expected"]["value"])), case_id
+    failed = runs["unordered_deferred"].failed()
+
+    assert failed["paged-deferred-every-id"]["where"] == EVERY_ID["paged-deferred-every-id"]
+    for case_id, case in failed.items():
+        expected, got = deferred_ids(case)
+        assert case["where"].endswith((" get_deferred_messages", " get_deferred_messages_page")), case_id
+        assert got != expected, case_id
+        assert sorted(got) == sorted(expected), case_id
+
+
+def test_repeating_pages_fail_ordered_listing_only(runs: dict[str, Run]) -> None:
+    run = runs["repeating_pages"]
+    failed = run.failed()
+    deferred = failed["paged-deferred-every-id"]
+
+    assert run.status == 1
+    assert deferred["where"] == EVERY_ID["paged-deferred-every-id"]
+    assert deferred["expected"]["match"] == "ordered"
+    assert len(deferred["got"]["value"]) > len(deferred["expected"]["value"])
+    # The spec lets the listings without an order repeat an id, so their pages steps pass.
+    assert run.statuses()["paged-all-every-id"] == "pass"
+    assert run.statuses()["paged-active-every-id"] == "pass"
+
+
+def test_dropping_pages_fail_every_listing(runs: dict[str, Run]) -> None:
+    run = runs["dropping_pages"]
+    failed = run.failed()
+
+    assert run.status == 1
+    for case_id, where in EVERY_ID.items():
+        assert failed[case_id]["where"] == where, case_id
+    for case_id in ("paged-all-every-id", "paged-active-every-id"):
+        assert failed[case_id]["got"]["missing"], case_id
+        assert failed[case_id]["got"]["unexpected"] == [], case_id
+
+
+def test_looping_pages_fail_on_repeated_cursor(runs: dict[str, Run]) -> None:
+    run = runs["looping_pages"]
+    failed = run.failed()
+
+    assert run.status == 1
+    assert set(EVERY_ID) <= set(failed)
+    for case_id, case in failed.items():
+        assert case["where"] == EVERY_ID.get(case_id, case["where"]), case_id
+        assert case["reason"].endswith("so following the cursors would loop"), case_id
 
 
 def test_broken_engine_line_shows_step_and_values(redis_server: RedisServer) -> None:

@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ import yaml
 from conftest import OFFSET
 
 from slimta.storage import SPEC_VERSION, cli, conformance
-from slimta.storage.conformance import _adapter_client, _engines, _values
+from slimta.storage.conformance import _adapter_client, _engines, _expect, _pages, _values
 from slimta.storage.conformance._values import VectorValueError, WireError
 from slimta.storage.testing import RedisServer
 
@@ -81,7 +82,7 @@ def b64(data: bytes) -> str:
 def write_vectors(
     directory: Path,
     cases: list[dict[str, Any]],
-    vector_format: str = "1.2",
+    vector_format: str = "1.3",
     spec_version: str = SPEC_VERSION,
 ) -> Path:
     """Write the cases as the group g, with the index.json that lists them, and return the folder."""
@@ -935,6 +936,55 @@ def test_dollar_key_meta_round_trips(tmp_path: Path, run: Any, adapter: bool) ->
     assert result.line("dollar-meta") == "PASS dollar-meta"
 
 
+def test_resolve_var_path() -> None:
+    variables = {"p1": {"cursor": "c1", "message_ids": ["a", "b"]}}
+
+    assert _values.resolve({"$var": "p1.cursor"}, variables) == "c1"
+    assert _values.resolve({"$var": "p1.message_ids.1"}, variables) == "b"
+
+
+@pytest.mark.parametrize("path", ["p1.message_ids.2", "p1.size", "p1.cursor.0", "p1.message_ids.-1"])
+def test_resolve_var_path_missing(path: str) -> None:
+    variables = {"p1": {"cursor": "c1", "message_ids": ["a", "b"]}}
+
+    with pytest.raises(VectorValueError, match=f"\\$var {path}: the bound value has no member or element"):
+        _values.resolve({"$var": path}, variables)
+
+
+def test_resolve_sorted_of_variable() -> None:
+    value = _values.resolve({"$sorted": {"$var": "ids"}}, {"ids": ["c", "a", "b"]})
+
+    assert value == ["a", "b", "c"]
+
+
+def test_resolve_repeat() -> None:
+    value = _values.resolve({"$repeat": {"value": {"id": {"$var": "m1"}}, "count": 3}}, {"m1": "x"})
+
+    assert value == [{"id": "x"}] * 3
+
+
+def test_resolve_entries_with_variable_keys() -> None:
+    value = _values.resolve(
+        {"$entries": [[{"$var": "m1"}, {"n": 1}], ["plain", {"$bytes": "eA=="}]]}, {"m1": "id-1"}
+    )
+
+    assert value == {"id-1": {"n": 1}, "plain": b"x"}
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ([["a", 1], ["a", 2]], "has the key 'a' twice"),
+        ([[1, 2]], "keys must be text"),
+        ([["a"]], r"must hold \[key, value\] pairs"),
+        ({"a": 1}, "must hold a list"),
+    ],
+)
+def test_resolve_entries_rejects_bad_pairs(body: Any, message: str) -> None:
+    with pytest.raises(VectorValueError, match=message):
+        _values.resolve({"$entries": body}, {})
+
+
 def test_same_tells_true_from_one() -> None:
     assert not _values.same(True, 1)
     assert not _values.same("a", b"a")
@@ -967,6 +1017,273 @@ def test_reply_error_outcome() -> None:
 
     assert seq == 1
     assert (outcome.error, outcome.message) == ("k", "m")
+
+
+# Results of spec 1.2 and the pages step
+
+
+@pytest.mark.parametrize("adapter", [False, True], ids=["in-process", "adapter"])
+def test_message_and_page_json_forms(adapter: bool) -> None:
+    target = conformance.AdapterTarget(ADAPTER) if adapter else conformance.InProcessTarget()
+    target.start()
+    try:
+        engine = target.open_engine({"engine": "memory", "clock": None}).value["engine"]
+        session = target.connect(engine).value["session"]
+        new = [{"meta": {"$a": "1"}, "contents": b"x", "retry": 5}, {"meta": {}, "contents": b""}]
+        ids = target.call(session, "store_messages", {"messages": new}).value
+        message = target.call(session, "get_message", {"message_id": ids[0]}).value
+        messages = target.call(session, "get_messages", {"message_ids": [*ids, "not-stored"]}).value
+        page = target.call(session, "get_deferred_messages_page", {"count": 10}).value
+        checkout = target.call(session, "checkout_message", {"message_id": ids[1], "length": 60}).value
+    finally:
+        target.close()
+
+    assert message == {"meta": {"$a": "1"}, "contents": b"x"}
+    assert messages == {ids[0]: message, ids[1]: {"meta": {}, "contents": b""}}
+    assert page == {"message_ids": [ids[0]], "cursor": None}
+    assert checkout == {"meta": {}, "contents": b""}
+
+
+def forms_case() -> dict[str, Any]:
+    """Return a case that uses every form that vector format 1.3 added."""
+    new = {"meta": {"n": "1"}, "contents": {"$bytes": "eA=="}, "retry": 10}
+    every_id = [{"$var": "ids.0"}, {"$var": "ids.1"}, {"$var": "ids.2"}]
+    return {
+        "id": "forms",
+        "steps": [
+            {
+                "call": "store_messages",
+                "args": {"messages": {"$repeat": {"value": new, "count": 3}}},
+                "bind": "ids",
+            },
+            {
+                "call": "get_messages",
+                "args": {"message_ids": [{"$var": "ids.2"}]},
+                "expect": {
+                    "value": {
+                        "$entries": [[{"$var": "ids.2"}, {"meta": {"n": "1"}, "contents": new["contents"]}]]
+                    }
+                },
+            },
+            {
+                "call": "get_deferred_messages_page",
+                "args": {"count": 2},
+                "bind": "p1",
+                "expect": {
+                    "match": "fields",
+                    "value": {
+                        "message_ids": {"match": "any"},
+                        "cursor": {"value": "[\\s\\S]+", "match": "pattern"},
+                    },
+                },
+            },
+            {
+                "call": "get_deferred_messages_page",
+                "args": {"count": 2, "cursor": {"$var": "p1.cursor"}},
+                "expect": {
+                    "match": "fields",
+                    "value": {"message_ids": {"match": "any"}, "cursor": {"value": None}},
+                },
+            },
+            {
+                "pages": "get_deferred_messages_page",
+                "args": {"count": 1},
+                "expect": {"value": {"$sorted": {"$var": "ids"}}, "match": "ordered"},
+            },
+            {
+                "pages": "get_all_messages_page",
+                "args": {"count": 1},
+                "expect": {"value": every_id, "match": "unordered"},
+            },
+        ],
+    }
+
+
+@pytest.mark.parametrize("adapter", [False, True], ids=["in-process", "adapter"])
+def test_forms_of_format_1_3_pass(tmp_path: Path, run: Any, adapter: bool) -> None:
+    options = ["--adapter", ADAPTER] if adapter else []
+    result = run(*options, vectors=write_vectors(tmp_path / "vectors", [forms_case()]))
+
+    assert result.line("forms") == "PASS forms"
+
+
+def test_pages_step_failure_line(tmp_path: Path, run: Any) -> None:
+    case = {
+        "id": "pages-missing",
+        "steps": [
+            {"call": "claim_message_id", "bind": "m1", "expect": {"match": "any"}},
+            {"call": "claim_message_id", "bind": "m2", "expect": {"match": "any"}},
+            {"call": "delete_message", "args": {"message_id": {"$var": "m2"}}, "expect": {"value": None}},
+            {
+                "pages": "get_all_messages_page",
+                "args": {"count": 1},
+                "expect": {"value": [{"$var": "m1"}, {"$var": "m2"}], "match": "unordered"},
+            },
+        ],
+    }
+    result = run("--json", vectors=write_vectors(tmp_path / "vectors", [case]))
+    report = result.json()["cases"][0]
+
+    assert report["where"] == "step 4 pages get_all_messages_page"
+    assert report["reason"].startswith(
+        "expected the 2 ids in any order, got 1 id from 1 page, 1 missing, such as"
+    )
+    assert report["got"]["pages"] == 1
+    assert report["got"]["unexpected"] == []
+    assert len(report["got"]["missing"]) == 1
+
+
+def page(message_ids: list[str], cursor: str | None) -> _engines.Outcome:
+    return _engines.Outcome(value={"message_ids": message_ids, "cursor": cursor})
+
+
+def page_source(
+    *outcomes: _engines.Outcome,
+) -> tuple[Callable[[dict[str, Any]], _engines.Outcome], list[Any]]:
+    """Return a page call that returns ``outcomes`` in turn, and the list of the cursors it was given."""
+    cursors: list[Any] = []
+    replies = iter(outcomes)
+
+    def call(args: dict[str, Any]) -> _engines.Outcome:
+        cursors.append(args["cursor"])
+        return next(replies)
+
+    return call, cursors
+
+
+def test_pages_follow_cursors_to_last_page() -> None:
+    call, cursors = page_source(page(["a", "b"], "c1"), page([], "c2"), page(["c"], None))
+
+    listing = _pages.follow_pages(call, {"count": 2})
+
+    assert listing == _pages.Listing(["a", "b", "c"], 3)
+    assert cursors == [None, "c1", "c2"]
+
+
+def test_pages_repeated_cursor_fails() -> None:
+    call, _ = page_source(page(["a"], "c1"), page(["b"], "c2"), page(["c"], "c1"))
+
+    with pytest.raises(conformance.StepFailure, match='page 3 returned the cursor "c1" of page 1 again'):
+        _pages.follow_pages(call, {})
+
+
+def test_pages_without_last_page_fail() -> None:
+    call, cursors = page_source(*(page([], f"c{number}") for number in range(10)))
+
+    with pytest.raises(conformance.StepFailure, match="no last page after 5 pages"):
+        _pages.follow_pages(call, {}, max_pages=5)
+    assert len(cursors) == 5
+
+
+def test_pages_error_fails() -> None:
+    call, _ = page_source(page(["a"], "c1"), _engines.Outcome.failure("invalid_argument", "bad cursor"))
+
+    with pytest.raises(conformance.StepFailure) as raised:
+        _pages.follow_pages(call, {})
+    assert raised.value.reason == "page 2: expected a page, got error invalid_argument: bad cursor"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        ["a"],
+        {"message_ids": "a", "cursor": None},
+        {"message_ids": [1], "cursor": None},
+        {"message_ids": [], "cursor": 7},
+        {"message_ids": [], "cursor": None, "more": True},
+    ],
+)
+def test_pages_shape_checked(value: Any) -> None:
+    call, _ = page_source(_engines.Outcome(value=value))
+
+    with pytest.raises(conformance.StepFailure, match="page 1: expected"):
+        _pages.follow_pages(call, {})
+
+
+def test_pages_cursor_argument_rejected() -> None:
+    call, cursors = page_source()
+
+    with pytest.raises(conformance.StepFailure, match="args must not have cursor"):
+        _pages.follow_pages(call, {"cursor": None})
+    assert cursors == []
+
+
+def check_listing(match: str, expected: list[str], got: list[str]) -> None:
+    _pages.check_listing({"value": expected, "match": match}, _pages.Listing(got, 2), {})
+
+
+def test_listing_ordered_needs_exact_order() -> None:
+    check_listing("ordered", ["a", "b", "c"], ["a", "b", "c"])
+
+    with pytest.raises(conformance.StepFailure) as raised:
+        check_listing("ordered", ["a", "b", "c"], ["a", "c", "b"])
+    assert raised.value.reason == (
+        'expected 3 ids in order, got 3 ids from 2 pages, first difference at index 1: expected "b", got "c"'
+    )
+
+
+def test_listing_ordered_rejects_repeat() -> None:
+    with pytest.raises(conformance.StepFailure) as raised:
+        check_listing("ordered", ["a", "b"], ["a", "b", "b"])
+    assert raised.value.reason.endswith('first difference at index 2: expected the end, got "b"')
+    assert raised.value.got["first_difference"] == 2
+
+
+def test_listing_unordered_allows_repeats() -> None:
+    check_listing("unordered", ["a", "b"], ["b", "a", "a"])
+
+
+def test_listing_unordered_names_missing_and_unexpected() -> None:
+    with pytest.raises(conformance.StepFailure) as raised:
+        check_listing("unordered", ["a", "b"], ["a", "c", "c"])
+    assert raised.value.reason == (
+        'expected the 2 ids in any order, got 3 ids from 2 pages, 1 missing, such as "b"'
+        ' and 1 unexpected, such as "c"'
+    )
+    assert raised.value.got["missing"] == ["b"]
+    assert raised.value.got["unexpected"] == ["c"]
+
+
+@pytest.mark.parametrize("expect", [{"value": [], "match": "exact"}, {"error": "session_closed"}, None])
+def test_listing_expect_checked(expect: Any) -> None:
+    with pytest.raises(conformance.StepFailure, match="invalid pages step"):
+        _pages.check_listing(expect, _pages.Listing([], 1), {})
+
+
+PAGE_FIELDS = {
+    "match": "fields",
+    "value": {
+        "message_ids": {"value": ["b", "a"], "match": "unordered"},
+        "cursor": {"value": None, "match": "exact"},
+    },
+}
+
+
+def test_fields_match_compares_each_member() -> None:
+    _expect.check_expect(PAGE_FIELDS, page(["a", "b"], None), {})
+
+
+def test_fields_match_names_failing_member() -> None:
+    with pytest.raises(conformance.StepFailure) as raised:
+        _expect.check_expect(PAGE_FIELDS, page(["a", "b"], "c1"), {})
+
+    assert raised.value.reason == 'member cursor: expected null, got "c1"'
+    assert raised.value.expected == {"member": "cursor", "expected": {"value": None, "match": "exact"}}
+
+
+@pytest.mark.parametrize(
+    "outcome",
+    [
+        _engines.Outcome(value={"message_ids": ["a", "b"], "cursor": None, "extra": 1}),
+        _engines.Outcome(value=["a", "b"]),
+        _engines.Outcome.failure("session_closed", "closed"),
+    ],
+)
+def test_fields_match_needs_same_members(outcome: _engines.Outcome) -> None:
+    with pytest.raises(
+        conformance.StepFailure, match="expected an object with the members cursor, message_ids"
+    ):
+        _expect.check_expect(PAGE_FIELDS, outcome, {})
 
 
 # Capabilities

@@ -29,7 +29,14 @@ import redis
 from conftest import OFFSET, ROOT, EngineKit
 from faultproxy import FaultProxy
 
-from slimta.storage import InvalidArgument, MessageNotFound, Session, StorageUnavailable, open_engine
+from slimta.storage import (
+    InvalidArgument,
+    Message,
+    MessageNotFound,
+    Session,
+    StorageUnavailable,
+    open_engine,
+)
 from slimta.storage import redis as redis_engine
 from slimta.storage.conformance import EngineChoice, InProcessTarget, Runner, default_factory, load_vectors
 from slimta.storage.conformance._redis import RedisSide
@@ -127,6 +134,35 @@ def exercise_session(session: Session) -> None:
     assert session.unlock_message(stored)
     session.delete_message(stored)
     session.delete_message(claimed)
+    assert session.get_all_messages() == []
+    exercise_short_paths(session, owner)
+
+
+def exercise_short_paths(session: Session, owner: str) -> None:
+    """Call the bulk, relay and page methods of spec 1.2 on an empty queue, and empty it again."""
+    first, second = session.store_messages(
+        [
+            {"meta": {"sender": SECRET_META}, "contents": SECRET_CONTENTS, "retry": 10.0},
+            {"meta": {}, "contents": b"", "retry": 20.0},
+        ]
+    )
+    assert session.get_message(first) == Message({"sender": SECRET_META}, SECRET_CONTENTS)
+    assert session.get_messages([first, second])[second] == Message({}, b"")
+    assert sorted(session.get_all_messages_page(count=10).message_ids) == sorted([first, second])
+
+    page = session.get_deferred_messages_page(count=1)
+    assert page.message_ids == [first]
+    assert session.get_deferred_messages_page(cursor=page.cursor, count=10).message_ids == [second]
+    # The next page starts after a message that got a new retry time meanwhile.
+    session.set_message_retry(first, 30.0)
+    assert session.get_deferred_messages_page(cursor=page.cursor, count=10).message_ids == [second, first]
+
+    assert session.checkout_message(first, 30, owner) == Message({"sender": SECRET_META}, SECRET_CONTENTS)
+    assert session.get_active_messages_page(count=10).message_ids == [first]
+    assert session.defer_message(first, 40.0, owner) == 1
+    assert session.checkout_message(second, 30, owner) == Message({}, b"")
+    assert session.finish_message(second, owner)
+    assert session.finish_message(first)
     assert session.get_all_messages() == []
 
 

@@ -160,6 +160,58 @@ def test_expansion_ids() -> None:
     assert "invalid-lock-message-length-over-one-year" in groups["invalid-argument"]
 
 
+def test_expansion_ids_of_spec_1_2_methods() -> None:
+    groups = json.loads((VECTORS / "index.json").read_bytes())["groups"]
+    invalid = set(groups["invalid-argument"])
+
+    assert {"unknown-id-get-message", "unknown-id-checkout-message", "unknown-id-defer-message"} <= set(
+        groups["unknown-id"]
+    )
+    assert "unknown-id-get-messages" not in groups["unknown-id"]
+    assert "session-closed-get-all-messages-page" in groups["session"]
+    assert "invalid-get-messages-message-ids-too-many" in invalid
+    assert "invalid-store-messages-messages-no-contents" in invalid
+    assert "invalid-get-deferred-messages-page-cursor-garbage" in invalid
+    assert "invalid-get-active-messages-page-count-over-maximum" in invalid
+    assert not any(case_id.startswith("invalid-get-all-messages-page-cursor-null") for case_id in invalid)
+
+
+def test_bad_batch_stores_none_of_its_messages() -> None:
+    document = json.loads((VECTORS / "invalid-argument.json").read_bytes())
+    case = next(
+        case for case in document["cases"] if case["id"] == "invalid-store-messages-messages-bad-retry"
+    )
+    messages = case["steps"][4]["args"]["messages"]
+
+    assert len(messages) == 2
+    assert messages[0]["retry"] == 200
+    assert messages[1]["retry"] == -1
+    assert case["steps"][4]["expect"] == {"error": "invalid_argument"}
+    assert case["steps"][7]["expect"]["value"] == [{"$var": "m1"}]
+
+
+def test_pages_defaults_are_written_out() -> None:
+    document = json.loads((VECTORS / "pages.json").read_bytes())
+    case = next(case for case in document["cases"] if case["id"] == "paged-empty-listings")
+
+    assert case["steps"][0] == {
+        "args": {},
+        "expect": {"match": "unordered", "value": []},
+        "pages": "get_all_messages_page",
+        "session": "s1",
+    }
+
+
+def test_fields_members_get_default_match() -> None:
+    document = json.loads((VECTORS / "pages.json").read_bytes())
+    case = next(case for case in document["cases"] if case["id"] == "paged-one-page-each")
+    fields = case["steps"][2]["expect"]["value"]
+
+    assert case["steps"][2]["expect"]["match"] == "fields"
+    assert fields["cursor"] == {"value": None, "match": "exact"}
+    assert fields["message_ids"] == {"value": {"$var": "ids"}, "match": "unordered"}
+
+
 def test_nullable_parameter_skips_null() -> None:
     # set_message_meta_key takes a null value, so null is no bad value for it.
     groups = json.loads((VECTORS / "index.json").read_bytes())["groups"]
@@ -387,6 +439,37 @@ def test_missing_error_coverage_fails(tree: Path) -> None:
     assert "coverage: no case expects the error kind queue_full" in result.stderr
 
 
+def test_pages_step_covers_page_method(tree: Path) -> None:
+    # Without the cases that call the page methods directly, only pages steps cover them.
+    direct = ("paged-one-page-each", "paged-cursor-continues")
+
+    def drop_direct_calls(document: dict[str, Any]) -> None:
+        for case_id in direct:
+            document["scenarios"].remove(scenario(document, case_id))
+        document["retired"] += direct
+
+    edit_scenarios(tree, drop_direct_calls)
+    result = run_generator("--root", tree)
+
+    assert result.returncode == 0, result.stderr
+
+
+def test_page_method_without_pages_fails_coverage(tree: Path) -> None:
+    def drop_active_pages(document: dict[str, Any]) -> None:
+        for item in document["scenarios"]:
+            item["steps"] = [
+                step
+                for step in item["steps"]
+                if "get_active_messages_page" not in (step.get("pages"), step.get("call"))
+            ]
+
+    edit_scenarios(tree, drop_active_pages)
+    result = run_generator("--root", tree)
+
+    assert result.returncode == 1
+    assert "coverage: no case calls get_active_messages_page and expects a value" in result.stderr
+
+
 def test_missing_connect_coverage_fails(tree: Path) -> None:
     def drop_storage(document: dict[str, Any]) -> None:
         document["scenarios"].remove(scenario(document, "storage-connect-unreachable"))
@@ -448,6 +531,26 @@ SHAPE_STEPS = [
         {"call": "get_all_messages", "expect": {"value": {"$object": ["$a"]}}},
         "$object must hold an object",
         id="object-not-mapping",
+    ),
+    pytest.param(
+        {"pages": "get_all_messages_page", "expect": {"error": "session_closed"}},
+        "expect of a pages step must be a value with the match ordered or unordered",
+        id="pages-error",
+    ),
+    pytest.param(
+        {"pages": "get_all_messages_page", "expect": {"value": [], "match": "exact"}},
+        "expect of a pages step must be a value with the match ordered or unordered",
+        id="pages-exact",
+    ),
+    pytest.param(
+        {"call": "get_all_messages_page", "expect": {"match": "fields", "value": {"cursor": {"error": "x"}}}},
+        "member 'cursor' of a fields match needs a value with a match, or a match of any",
+        id="fields-error",
+    ),
+    pytest.param(
+        {"call": "get_all_messages_page", "expect": {"match": "fields", "value": [1]}},
+        "a match of fields needs an object that maps each member to an expect",
+        id="fields-not-object",
     ),
 ]
 
@@ -518,6 +621,45 @@ LATER_STEPS = [
         {"connect_unreachable": True, "expect": {"error": "message_not_found"}},
         "expects the error 'message_not_found', which connect cannot raise",
         id="unreachable-kind",
+    ),
+    pytest.param(
+        {
+            "pages": "get_all_messages_page",
+            "args": {"cursor": None},
+            "expect": {"value": [], "match": "unordered"},
+        },
+        "args must not have cursor, because the runner passes each page's cursor",
+        id="pages-cursor",
+    ),
+    pytest.param(
+        {"pages": "get_all_messages", "expect": {"value": [], "match": "unordered"}},
+        "get_all_messages is no page method",
+        id="pages-not-page-method",
+    ),
+    pytest.param(
+        {"pages": "get_deferred_messages_page", "expect": {"value": [], "match": "unordered"}},
+        "match must be ordered, because the spec lists the ids of get_deferred_messages_page in an order",
+        id="pages-deferred-unordered",
+    ),
+    pytest.param(
+        {"pages": "get_all_messages_page", "expect": {"value": [], "match": "ordered"}},
+        "match must be unordered, because the spec lists the ids of get_all_messages_page in no order",
+        id="pages-all-ordered",
+    ),
+    pytest.param(
+        {"pages": "frobnicate_page", "expect": {"value": [], "match": "unordered"}},
+        "unknown method 'frobnicate_page'",
+        id="pages-method",
+    ),
+    pytest.param(
+        {"call": "get_all_messages", "expect": {"value": {"$var": "m1..x"}}},
+        "'m1..x' does not match",
+        id="var-path",
+    ),
+    pytest.param(
+        {"call": "get_message", "args": {"message_id": {"$var": "later.0"}}, "expect": {"match": "any"}},
+        "variable 'later.0' is used before a step binds it",
+        id="unbound-var-path",
     ),
 ]
 
@@ -681,7 +823,15 @@ def test_generated_meta_expands(tree: Path) -> None:
 
 # Docs that describe the vectors and the bindings
 
-NUMBER_WORDS = {15: "fifteen", 16: "sixteen", 17: "seventeen", 18: "eighteen", 19: "nineteen", 20: "twenty"}
+NUMBER_WORDS = {
+    15: "fifteen",
+    16: "sixteen",
+    17: "seventeen",
+    18: "eighteen",
+    19: "nineteen",
+    20: "twenty",
+    26: "twenty-six",
+}
 
 
 @cache

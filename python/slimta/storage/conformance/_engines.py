@@ -19,7 +19,7 @@ from .. import memory
 from .. import redis as redis_engine
 from .._errors import StorageError
 from .._version import SPEC_VERSION, __version__
-from ..session import Session
+from ..session import Message, Page, Session
 
 __all__ = [
     "CAPABILITIES",
@@ -46,15 +46,23 @@ PROTOCOL_ERROR = "protocol"
 # this list against spec/storage.yaml.
 SESSION_METHODS = frozenset(
     {
+        "checkout_message",
         "claim_message_id",
         "close",
+        "defer_message",
         "delete_message",
+        "finish_message",
         "get_active_messages",
+        "get_active_messages_page",
         "get_all_messages",
+        "get_all_messages_page",
         "get_deferred_messages",
+        "get_deferred_messages_page",
+        "get_message",
         "get_message_contents",
         "get_message_meta",
         "get_message_meta_key",
+        "get_messages",
         "lock_message",
         "refresh_lock",
         "set_message_contents",
@@ -62,6 +70,7 @@ SESSION_METHODS = frozenset(
         "set_message_meta_key",
         "set_message_retry",
         "store_message",
+        "store_messages",
         "unlock_message",
     }
 )
@@ -222,7 +231,7 @@ class EngineTable:
             inspect.signature(bound).bind(**args)
         except TypeError as error:
             raise _ProtocolError(f"{method}: {error}") from None
-        return bound(**args)
+        return _plain_result(bound(**args))
 
     def _advance_clock(self, engine: Any, seconds: Any) -> None:
         entry = self._engine(engine)
@@ -249,6 +258,23 @@ class EngineTable:
     def _new_handle(self, prefix: str) -> str:
         self._counters[prefix] += 1
         return f"{prefix}{self._counters[prefix]}"
+
+
+def _plain_result(value: Any) -> Any:
+    """Return a method's result in the JSON form of the spec's types.
+
+    A :class:`Message` becomes ``{"meta": ..., "contents": ...}`` and a
+    :class:`Page` ``{"message_ids": [...], "cursor": ...}``, also as the
+    values of the mapping that ``get_messages`` returns. Other values are
+    returned as they are.
+    """
+    if isinstance(value, Message):
+        return {"meta": value.meta, "contents": value.contents}
+    if isinstance(value, Page):
+        return {"message_ids": list(value.message_ids), "cursor": value.cursor}
+    if isinstance(value, dict):
+        return {key: _plain_result(item) for key, item in value.items()}
+    return value
 
 
 def _manual_clock(start: Any) -> ManualClock | None:

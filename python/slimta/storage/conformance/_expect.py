@@ -2,7 +2,9 @@
 
 ``expect`` contains either ``{"value": V, "match": M}`` or ``{"error":
 KIND}``. A ``match`` that is left out means ``exact``, and an ``expect``
-that is left out means any value that is not an error.
+that is left out means any value that is not an error. With the match
+``fields``, ``V`` maps each member of the expected object to an
+``expect`` of its own, for results known only in part.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from ._values import Variables, VectorValueError, canonical, resolve, same
 
 __all__ = ["MATCH_MODES", "check_expect", "got_json", "got_text"]
 
-MATCH_MODES = ("exact", "ordered", "unordered", "pattern", "any")
+MATCH_MODES = ("exact", "ordered", "unordered", "pattern", "fields", "any")
 
 
 def got_text(outcome: Outcome) -> str:
@@ -59,6 +61,9 @@ def _check_value(expect: dict[str, Any], outcome: Outcome, variables: Variables)
         raise StepFailure(f"invalid expect: match {mode!r} is not one of {', '.join(MATCH_MODES)}")
     if mode != "any" and "value" not in expect:
         raise StepFailure(f"invalid expect: match {mode} needs a value")
+    if mode == "fields":
+        _check_fields(expect["value"], outcome, variables)
+        return
     try:
         expected = resolve(expect.get("value"), variables)
     except VectorValueError as error:
@@ -76,6 +81,34 @@ def _check_value(expect: dict[str, Any], outcome: Outcome, variables: Variables)
         )
     report = {"match": mode} if mode == "any" else {"value": to_report(expected), "match": mode}
     raise StepFailure.mismatch(_describe(mode, expected), got_text(outcome), report, got_json(outcome))
+
+
+def _check_fields(fields: Any, outcome: Outcome, variables: Variables) -> None:
+    """Check that the outcome is an object with exactly the members of ``fields``, each meeting its expect."""
+    if not isinstance(fields, dict) or not all(isinstance(member, dict) for member in fields.values()):
+        raise StepFailure(f"invalid expect: match fields needs an object of expects, not {render(fields)}")
+    got = outcome.value
+    if outcome.failed or not isinstance(got, dict) or set(got) != set(fields):
+        names = ", ".join(sorted(fields)) or "none"
+        raise StepFailure.mismatch(
+            f"an object with the members {names}",
+            got_text(outcome),
+            {"members": sorted(fields), "match": "fields"},
+            got_json(outcome),
+        )
+
+    for name in sorted(fields):
+        member = fields[name]
+        if "error" in member:
+            raise StepFailure(f"invalid expect: member {name} of match fields cannot expect an error")
+        try:
+            _check_value(member, Outcome(value=got[name]), variables)
+        except StepFailure as failure:
+            raise StepFailure(
+                f"member {name}: {failure.reason}",
+                {"member": name, "expected": failure.expected},
+                {"member": name, "got": failure.got},
+            ) from None
 
 
 def _matches(mode: str, expected: Any, got: Any) -> bool:

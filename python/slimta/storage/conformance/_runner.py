@@ -23,6 +23,7 @@ import redis
 from ._display import render, to_report
 from ._engines import Outcome
 from ._expect import check_expect, got_text
+from ._pages import check_listing, follow_pages
 from ._redis import RedisSide, RedisSideError
 from ._results import FAIL, PASS, SKIP, CaseResult, StepFailure
 from ._targets import BindingInfo, Target, TargetFailure
@@ -40,7 +41,7 @@ MANUAL_CLOCK_START = 1_700_000_000.0
 MAX_REAL_WAIT = 10.0
 FIRST_SESSION = "s1"
 
-ACTIONS = ("call", "open_session", "close_session", "advance", "race", "raw", "connect_unreachable")
+ACTIONS = ("call", "pages", "open_session", "close_session", "advance", "race", "raw", "connect_unreachable")
 # Capabilities that the runner provides on every engine. Real-time
 # waits are made by the runner: it sleeps on Redis and moves the manual
 # clock on memory.
@@ -220,6 +221,8 @@ class Runner:
         action = _action(step)
         if action == "call":
             self._call(step, state)
+        elif action == "pages":
+            self._pages(step, state)
         elif action == "open_session":
             self._open_session(step["open_session"], state)
         elif action == "close_session":
@@ -247,6 +250,16 @@ class Runner:
             if not isinstance(name, str):
                 raise StepFailure(f"invalid call step: bind must be a variable name, not {render(name)}")
             state.variables[name] = outcome.value
+
+    def _pages(self, step: dict[str, Any], state: _CaseState) -> None:
+        """Read every page of a paged listing and compare all their ids with ``expect``."""
+        method = step["pages"]
+        if not isinstance(method, str):
+            raise StepFailure(f"invalid pages step: pages must name a method, not {render(method)}")
+        args = _resolve_args(step.get("args", {}), state)
+        session = _session(state, step.get("session", FIRST_SESSION))
+        listing = follow_pages(lambda page_args: self.target.call(session, method, page_args), args)
+        check_listing(step.get("expect"), listing, state.variables)
 
     def _open_session(self, name: Any, state: _CaseState) -> None:
         if not isinstance(name, str) or not name:
@@ -366,6 +379,8 @@ def _step_label(step: Any) -> str:
         return str(step["call"])
     if action == "race" and isinstance(step["race"], dict):
         return f"race {step['race'].get('call')}"
+    if action == "pages":
+        return f"pages {step['pages']}"
     return action
 
 

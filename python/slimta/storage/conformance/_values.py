@@ -117,12 +117,26 @@ def _bytes_pattern(body: Any) -> bytes:
     return (pattern * repeats)[:length]
 
 
-def _variable(name: Any, variables: Variables) -> Any:
-    if not isinstance(name, str):
-        raise VectorValueError(f"$var must hold a variable name, not {name!r}")
+def _variable(path: Any, variables: Variables) -> Any:
+    """Return a bound value, or the member or element of it that a path such as ``p1.cursor`` names."""
+    if not isinstance(path, str):
+        raise VectorValueError(f"$var must hold a variable name, not {path!r}")
+    name, *steps = path.split(".")
     if name not in variables:
         raise VectorValueError(f"variable {name!r} is not bound: no earlier step has bind: {name}")
-    return variables[name]
+    value = variables[name]
+    for step in steps:
+        value = _member(value, step, path)
+    return value
+
+
+def _member(value: Any, step: str, path: str) -> Any:
+    """Return the member ``step`` of an object, or the element at index ``step`` of a list."""
+    if isinstance(value, dict) and step in value:
+        return value[step]
+    if isinstance(value, list) and step.isascii() and step.isdigit() and int(step) < len(value):
+        return value[int(step)]
+    raise VectorValueError(f"$var {path}: the bound value has no member or element {step!r}: {value!r:.80}")
 
 
 def _float(name: Any) -> float:
@@ -133,7 +147,7 @@ def _float(name: Any) -> float:
 
 def _sorted(items: Any) -> list[Any]:
     if not isinstance(items, list):
-        raise VectorValueError(f"$sorted must hold a list, not {items!r}")
+        raise VectorValueError(f"$sorted must hold a list, or a tag that resolves to one, not {items!r:.80}")
 
     def key(item: Any) -> bytes:
         if isinstance(item, str):
@@ -175,6 +189,33 @@ def _text_repeat(body: Any) -> str:
     return text * count
 
 
+def _repeat(body: Any, variables: Variables) -> list[Any]:
+    if not isinstance(body, dict) or set(body) != {"value", "count"}:
+        raise VectorValueError(f"$repeat must hold value and count, not {body!r:.80}")
+    count = body["count"]
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise VectorValueError(f"$repeat count must be a whole number of at least 0, not {count!r}")
+    value = resolve(body["value"], variables)
+    return [value] * count
+
+
+def _entries(body: Any, variables: Variables) -> dict[str, Any]:
+    """Return the object of an ``$entries`` tag, whose keys are resolved like its values."""
+    if not isinstance(body, list):
+        raise VectorValueError(f"$entries must hold a list of [key, value] pairs, not {body!r:.80}")
+    entries: dict[str, Any] = {}
+    for pair in body:
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise VectorValueError(f"$entries must hold [key, value] pairs, not {pair!r:.80}")
+        key = resolve(pair[0], variables)
+        if not isinstance(key, str):
+            raise VectorValueError(f"$entries keys must be text, not {key!r:.80}")
+        if key in entries:
+            raise VectorValueError(f"$entries has the key {key!r} twice")
+        entries[key] = resolve(pair[1], variables)
+    return entries
+
+
 _RESOLVERS: dict[str, Callable[[Any, Variables], Any]] = {
     "$bytes": lambda body, _: _base64(body, "$bytes"),
     "$bytes_pattern": lambda body, _: _bytes_pattern(body),
@@ -184,6 +225,8 @@ _RESOLVERS: dict[str, Callable[[Any, Variables], Any]] = {
     "$sorted": lambda body, variables: _sorted(resolve(body, variables)),
     "$concat": _concat,
     "$text_repeat": lambda body, _: _text_repeat(body),
+    "$repeat": _repeat,
+    "$entries": _entries,
     OBJECT_TAG: lambda body, variables: _literal_object(
         body, lambda item: resolve(item, variables), VectorValueError
     ),
