@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 import pytest
-from conftest import OFFSET, EngineKit, FakeClock
+from conftest import OFFSET, EngineKit, FakeClock, stored_state
 
 from slimta.storage import (
     InvalidArgument,
@@ -46,29 +46,6 @@ PAST_SHORT_LOCK = 0.2
 # Lock owners of two relayers, in the form the spec recommends.
 OWNER_A = "0b9e4f8a-3c1d-4e5f-8a7b-6c5d4e3f2a1b"
 OWNER_B = "f1e2d3c4-b5a6-4978-8a9b-0c1d2e3f4a5b"
-
-
-def stored_state(session: Session) -> dict[str, Any]:
-    """Return everything a session can read, for before and after comparisons."""
-    ids = sorted(session.get_all_messages())
-    return {
-        "all": ids,
-        "meta": {message_id: session.get_message_meta(message_id) for message_id in ids},
-        "contents": {message_id: session.get_message_contents(message_id) for message_id in ids},
-        "deferred": session.get_deferred_messages(),
-        "active": sorted(session.get_active_messages()),
-    }
-
-
-@pytest.fixture
-def stored(session: Session) -> str:
-    """Return the id of a message with meta, contents, a retry time and a lock."""
-    message_id = session.claim_message_id()
-    session.set_message_meta(message_id, {"sender": "a@example.com", "attempts": "0"})
-    session.set_message_contents(message_id, b"Subject: hi\r\n\r\nbody\r\n")
-    session.set_message_retry(message_id, 1000.0)
-    assert session.lock_message(message_id, LONG_LOCK)
-    return message_id
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import socket
 from typing import Any
 
 import pytest
-from conftest import OFFSET
+from conftest import OFFSET, stored_state
 from hypothesis import given, settings
 from hypothesis.strategies import binary
 
@@ -29,29 +29,6 @@ BAD = object()
 
 # InvalidArgument shows at most this many characters of the value's repr.
 SHOWN_REPR = 77
-
-
-def stored_state(session: Session) -> dict[str, Any]:
-    """Return everything a session can read, for before and after comparisons."""
-    ids = sorted(session.get_all_messages())
-    return {
-        "all": ids,
-        "meta": {message_id: session.get_message_meta(message_id) for message_id in ids},
-        "contents": {message_id: session.get_message_contents(message_id) for message_id in ids},
-        "deferred": session.get_deferred_messages(),
-        "active": sorted(session.get_active_messages()),
-    }
-
-
-@pytest.fixture
-def stored(session: Session) -> str:
-    """Return the id of a message with meta, contents, a retry time and a lock."""
-    message_id = session.claim_message_id()
-    session.set_message_meta(message_id, {"sender": "a@example.com", "attempts": "0"})
-    session.set_message_contents(message_id, b"Subject: hi\r\n\r\nbody\r\n")
-    session.set_message_retry(message_id, 1000.0)
-    assert session.lock_message(message_id, 60.0)
-    return message_id
 
 
 def check_rejected(error: InvalidArgument, param: str, value: Any) -> None:
