@@ -78,6 +78,8 @@ CURSOR = "cursor"
 PAGE_MATCHES = ("ordered", "unordered")
 FIELDS_MATCH = "fields"
 FORMAT_PATTERN = re.compile(r"[0-9]+\.[0-9]+")
+# The spec version of a method, parameter or rule that names none.
+BASE_VERSION = "1.0.0"
 # A group name, which is also its file name without .json.
 GROUP_NAME = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 
@@ -103,6 +105,7 @@ class Param:
     type: str
     nullable: bool
     required: bool
+    since: str = BASE_VERSION
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,7 @@ class Method:
     errors: frozenset[str]
     # Whether the method returns ids in an order, as some listings do.
     ordered: bool = False
+    since: str = BASE_VERSION
 
     def param(self, name: str) -> Param | None:
         return next((param for param in self.params if param.name == name), None)
@@ -124,6 +128,8 @@ class Spec:
     engine_methods: dict[str, Method]
     error_kinds: tuple[str, ...]
     rules: tuple[str, ...]
+    # The spec version that introduced each rule, by rule id.
+    rule_since: dict[str, str] = field(default_factory=dict)
 
 
 def load_yaml(path: Path) -> Json:
@@ -141,17 +147,19 @@ def load_json(path: Path) -> Json:
 
 
 def parse_method(raw: Json) -> Method:
+    since = raw.get("since", BASE_VERSION)
     params = tuple(
         Param(
             name=param["name"],
             type=param["type"],
             nullable=bool(param.get("nullable", False)),
             required="default" not in param,
+            since=param.get("since", since),
         )
         for param in raw["params"]
     )
     ordered = raw.get("ordering", "none") != "none"
-    return Method(raw["name"], params, frozenset(raw["errors"]), ordered)
+    return Method(raw["name"], params, frozenset(raw["errors"]), ordered, since)
 
 
 def load_spec(path: Path) -> Spec:
@@ -162,6 +170,7 @@ def load_spec(path: Path) -> Spec:
         engine_methods={method["name"]: parse_method(method) for method in raw["engine_methods"]},
         error_kinds=tuple(error["kind"] for error in raw["errors"]),
         rules=tuple(rule["id"] for rule in raw["rules"]),
+        rule_since={rule["id"]: rule["since"] for rule in raw["rules"]},
     )
 
 
@@ -329,7 +338,16 @@ STORED_RETRY = 100
 
 
 def valid_args(method: Method) -> dict[str, Json]:
-    return {param.name: VALID_ARGUMENTS[param.type] for param in method.params}
+    """Return a valid value of each parameter, leaving out optional ones newer than the method.
+
+    So a binding of the method's first spec version can run the cases
+    built on these arguments.
+    """
+    return {
+        param.name: VALID_ARGUMENTS[param.type]
+        for param in method.params
+        if param.required or param.since == method.since
+    }
 
 
 def write_message_steps() -> list[Json]:
@@ -514,6 +532,42 @@ def implied_capabilities(case: Json) -> set[str]:
     if "layout" in case or "server_config" in case:
         implied.add("engine:redis")
     return implied
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+def called_methods(step: Json) -> Iterator[tuple[str, Json]]:
+    """Yield the method and arguments of each call that a step makes, a race or a pages step included."""
+    if not isinstance(step, dict):
+        return
+    if "call" in step:
+        yield step["call"], step.get("args", {})
+    if "pages" in step:
+        yield step["pages"], step.get("args", {})
+    if isinstance(step.get("race"), dict):
+        yield step["race"].get("call"), step["race"].get("args", {})
+
+
+def case_since(spec: Spec, case: Json) -> str:
+    """Return the newest spec version among the case's rule and the methods and parameters it calls.
+
+    A binding that implements an older spec cannot pass the case, so the
+    runner skips it for such a binding. Unknown names count as the base
+    version here and fail the reference checks later.
+    """
+    versions = [spec.rule_since.get(case.get("rule"), BASE_VERSION)]
+    steps = case.get("steps")
+    for step in steps if isinstance(steps, list) else []:
+        for name, args in called_methods(step):
+            method = spec.methods.get(name)
+            if method is None:
+                continue
+            versions.append(method.since)
+            params = [method.param(arg) for arg in args] if isinstance(args, dict) else []
+            versions += [param.since for param in params if param is not None]
+    return max(versions, key=version_key)
 
 
 def normalize_case(scenario: Json) -> Json:
@@ -866,6 +920,7 @@ def build_suite(spec: Spec, raw: Json) -> Suite:
     cases: dict[str, list[Json]] = {group: [] for group in groups}
     for scenario in [*raw["scenarios"], *expand(spec, raw["expansions"])]:
         case = normalize_case(scenario)
+        case["since"] = case_since(spec, case)
         group = scenario.get("group")
         if group not in groups:
             problems.append(

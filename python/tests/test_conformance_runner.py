@@ -624,6 +624,30 @@ def test_same_binding_spec_does_not_warn(tmp_path: Path, run: Any) -> None:
     assert "warning" not in result.err
 
 
+def test_case_of_newer_spec_skipped(tmp_path: Path, run: Any) -> None:
+    steps = [{"call": "get_all_messages", "expect": {"value": [], "match": "unordered"}}]
+    cases = [
+        {"id": "old", "since": "1.0.0", "steps": steps},
+        {"id": "new", "since": "1.9.0", "steps": steps},
+        {"id": "next-major", "since": "2.0.0", "steps": steps},
+    ]
+    result = run(vectors=write_vectors(tmp_path / "vectors", cases, vector_format="1.4"))
+
+    assert result.line("old") == "PASS old"
+    assert result.line("new") == f"SKIP new: needs spec 1.9.0, and the binding implements {SPEC_VERSION}"
+    assert result.line("next-major") == "PASS next-major"
+    assert result.lines[-1] == "2 passed, 0 failed, 1 skipped"
+
+
+@pytest.mark.parametrize("since", ["1.1", "v1.1.0", 1], ids=["short", "prefix", "number"])
+def test_case_since_shape_checked(tmp_path: Path, since: Any) -> None:
+    case = {"id": "bad-since", "since": since, "steps": []}
+    vectors = write_vectors(tmp_path / "vectors", [case], vector_format="1.4")
+
+    with pytest.raises(conformance.VectorError, match="since must be a spec version"):
+        conformance.load_vectors(vectors)
+
+
 def test_vectors_from_environment(run: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
     monkeypatch.setenv(conformance.VECTORS_VARIABLE, str(SAMPLES))
 

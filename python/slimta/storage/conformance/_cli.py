@@ -30,7 +30,7 @@ from ._report import XfailError, apply_xfail, json_report, load_xfail, result_li
 from ._results import CaseResult
 from ._runner import EngineChoice, Runner
 from ._targets import BindingInfo, InProcessTarget, Target
-from ._vectors import Case, VectorError, VectorSet, load_vectors
+from ._vectors import Case, VectorError, VectorSet, load_vectors, version_numbers
 
 __all__ = ["VECTORS_VARIABLE", "build_parser", "find_vectors", "main"]
 
@@ -252,31 +252,27 @@ def _run(args: argparse.Namespace) -> int:
 def _warn_on_older_spec(binding_version: str, vectors_version: str) -> None:
     """Print a warning when the binding implements an older spec than the vectors, or another major version.
 
-    The run goes on, and the cases of rules that the binding's spec lacks may fail.
+    The run goes on. Cases that need a newer spec than the binding's are
+    skipped, and cases of rules that changed between the versions may fail.
     """
-    binding = _version_numbers(binding_version)
-    vectors = _version_numbers(vectors_version)
+    binding = version_numbers(binding_version)
+    vectors = version_numbers(vectors_version)
     if binding is None or vectors is None:
         problem = "cannot be compared with"
-    elif binding < vectors:
-        problem = "is older than"
+        outcome = "every case runs, and cases of rules that differ between the two may fail"
     elif binding[0] != vectors[0]:
         problem = "has another major version than"
+        outcome = "cases of rules that differ between the two may fail"
+    elif binding < vectors:
+        problem = "is older than"
+        outcome = "cases that need a newer spec are skipped"
     else:
         return
     print(
         f"{PROG}: warning: the binding's spec_version {binding_version} {problem} the vectors'"
-        f" spec_version {vectors_version}; cases of rules that differ between the two may fail",
+        f" spec_version {vectors_version}; {outcome}",
         file=sys.stderr,
     )
-
-
-def _version_numbers(version: str) -> tuple[int, ...] | None:
-    """Return the numbers of a MAJOR.MINOR.PATCH version, or None when it has another form."""
-    parts = version.split(".")
-    if len(parts) != 3 or not all(part.isdigit() for part in parts):
-        return None
-    return tuple(int(part) for part in parts)
 
 
 def _load_options(args: argparse.Namespace) -> _Options:

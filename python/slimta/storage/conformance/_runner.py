@@ -28,7 +28,7 @@ from ._redis import RedisSide, RedisSideError
 from ._results import FAIL, PASS, SKIP, CaseResult, StepFailure
 from ._targets import BindingInfo, Target, TargetFailure
 from ._values import VectorValueError, resolve, same
-from ._vectors import Case
+from ._vectors import Case, version_numbers
 
 __all__ = ["MANUAL_CLOCK_START", "MAX_REAL_WAIT", "EngineChoice", "Runner"]
 
@@ -120,11 +120,22 @@ class Runner:
         unknown = sorted(needs - KNOWN_CAPABILITIES)
         if unknown:
             return f"needs {', '.join(unknown)}, which this runner does not know"
+        newer = self._newer_spec(case)
+        if newer is not None:
+            return newer
         wait = _real_wait(case)
         if self.engine.kind == "redis" and wait > MAX_REAL_WAIT:
             limit = f"the runner waits at most {MAX_REAL_WAIT:g} s per case"
             return f"needs {wait:g} s of real time on Redis, and {limit}"
         return None
+
+    def _newer_spec(self, case: Case) -> str | None:
+        """Return why the case needs a newer spec than the binding implements, or None."""
+        binding = version_numbers(self.info.spec_version)
+        needed = None if case.since is None else version_numbers(case.since)
+        if binding is None or needed is None or needed[0] != binding[0] or needed <= binding:
+            return None
+        return f"needs spec {case.since}, and the binding implements {self.info.spec_version}"
 
     def run_case(self, case: Case) -> CaseResult:
         """Run one case and return its result; the target is ready for the next case afterwards."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FORMAT_MAJOR", "Case", "VectorError", "VectorSet", "load_vectors"]
+__all__ = ["FORMAT_MAJOR", "Case", "VectorError", "VectorSet", "load_vectors", "version_numbers"]
 
 # The major version of the vector format that this runner reads; any
 # minor version of it is accepted.
@@ -26,6 +26,8 @@ INDEX_FILE = "index.json"
 # A Redis setting that a case's server_config may name. No glob
 # characters, because CONFIG GET would take them as a pattern.
 SETTING_NAME = re.compile(r"[a-z][a-z0-9-]*")
+# A spec version, MAJOR.MINOR.PATCH.
+SPEC_VERSION = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
 # A group name, which is also the name of its file without .json.
 GROUP_NAME = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 
@@ -49,6 +51,8 @@ class Case:
     tolerance: float | None = None
     server_config: dict[str, str] | None = None
     """Redis settings to set with CONFIG SET for the case, by name."""
+    since: str | None = None
+    """The oldest spec version that can pass the case; None in vectors older than format 1.4."""
 
 
 @dataclass(frozen=True)
@@ -230,6 +234,7 @@ def _case(path: Path, group: str, index: int, raw: Any) -> Case:
     layout = raw.get("layout")
     tolerance = raw.get("tolerance")
     server_config = raw.get("server_config")
+    since = raw.get("since")
     if not isinstance(case_id, str) or not case_id:
         raise VectorError(f"{where}: id must be a non-empty string, not {case_id!r}")
     if not isinstance(steps, list) or not all(isinstance(step, dict) for step in steps):
@@ -245,6 +250,8 @@ def _case(path: Path, group: str, index: int, raw: Any) -> Case:
             f"{where} ({case_id}): server_config must be a non-empty object of Redis setting names,"
             f" such as proto-max-bulk-len, to text values, not {server_config!r:.200}"
         )
+    if since is not None and not (isinstance(since, str) and SPEC_VERSION.fullmatch(since)):
+        raise VectorError(f'{where} ({case_id}): since must be a spec version such as "1.1.0", not {since!r}')
 
     return Case(
         id=case_id,
@@ -257,7 +264,15 @@ def _case(path: Path, group: str, index: int, raw: Any) -> Case:
         layout=layout,
         tolerance=None if tolerance is None else float(tolerance),
         server_config=server_config,
+        since=since,
     )
+
+
+def version_numbers(version: str) -> tuple[int, ...] | None:
+    """Return the numbers of a MAJOR.MINOR.PATCH version, or None when it has another form."""
+    if not SPEC_VERSION.fullmatch(version):
+        return None
+    return tuple(int(part) for part in version.split("."))
 
 
 def _is_server_config(value: Any) -> bool:
