@@ -385,6 +385,22 @@ def test_adapter_that_cannot_start(run: Any) -> None:
     assert "could not start the adapter" in result.err
 
 
+def test_exited_adapter_shows_error_line(tmp_path: Path, run: Any) -> None:
+    adapter = tmp_path / "dies.py"
+    adapter.write_text(
+        "import sys\n"
+        "print('Error: Cannot find module x', file=sys.stderr)\n"
+        "for number in range(8):\n"
+        "    print(f'    at frame {number}', file=sys.stderr)\n"
+        "sys.exit(1)\n"
+    )
+    result = run("--adapter", f"{shlex.quote(sys.executable)} {adapter}")
+
+    assert result.status == 2
+    assert "Error: Cannot find module x | ... |     at frame 2 |" in result.err
+    assert "at frame 7" in result.err
+
+
 def test_adapter_without_handshake(run: Any) -> None:
     command = f"{shlex.quote(sys.executable)} -c \"print('hello there')\""
     result = run("--adapter", command)
@@ -1037,10 +1053,18 @@ def test_reply_garbage(line: bytes, message: str) -> None:
 
 
 def test_reply_error_outcome() -> None:
-    seq, outcome = _adapter_client._parse_reply(b'{"seq": 1, "error": {"kind": "k", "message": "m"}}\n', {1})
+    line = b'{"seq": 1, "error": {"kind": "message_not_found", "message": "m"}}\n'
+    seq, outcome = _adapter_client._parse_reply(line, {1})
 
     assert seq == 1
-    assert (outcome.error, outcome.message) == ("k", "m")
+    assert (outcome.error, outcome.message) == ("message_not_found", "m")
+
+
+def test_reply_unknown_error_kind_rejected() -> None:
+    line = b'{"seq": 1, "error": {"kind": "oops", "message": "m"}}\n'
+
+    with pytest.raises(ValueError, match="error kind 'oops' is none of invalid_argument,"):
+        _adapter_client._parse_reply(line, {1})
 
 
 # Results of spec 1.2 and the pages step

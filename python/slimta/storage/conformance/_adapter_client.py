@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import queue
+import re
 import selectors
 import shlex
 import signal
@@ -29,7 +30,8 @@ import time
 from collections.abc import Mapping
 from typing import IO, Any
 
-from ._engines import Outcome
+from .._errors import InvalidArgument, MessageNotFound, SessionClosed, StorageUnavailable
+from ._engines import PROTOCOL_ERROR, Outcome
 from ._targets import BindingInfo, Target, TargetFailure
 from ._values import WireError, from_wire, to_wire
 
@@ -43,10 +45,25 @@ DEFAULT_TIMEOUT = 10.0
 # long; a longer line is taken for garbage.
 MAX_REPLY_BYTES = 256 * 1024 * 1024
 STDERR_LINES = 10
+# How many of those lines a failure shows, and how long each may be: a
+# stack trace often ends in lines that say less than the error above them.
+STDERR_SHOWN_LINES = 6
+STDERR_LINE_CHARS = 200
+# A stderr line that names an error, shown even when more lines follow it.
+ERROR_LINE = re.compile(r"\b(error|exception|fatal|panic)\b", re.IGNORECASE)
 # How long a stopping adapter may take to exit after shutdown or a kill.
 EXIT_WAIT = 5.0
 # How long the reader threads of a killed adapter may take to reach the end of its output.
 READER_JOIN_WAIT = 2.0
+
+
+# The error kinds a reply may carry: those of the spec, and protocol.
+ERROR_KINDS = frozenset(
+    [
+        PROTOCOL_ERROR,
+        *(error.kind for error in (InvalidArgument, MessageNotFound, SessionClosed, StorageUnavailable)),
+    ]
+)
 
 
 class AdapterStartError(Exception):
@@ -140,8 +157,16 @@ class _Process:
     def stderr_text(self) -> str:
         # Give the stderr thread a moment to read the last lines of a crashing adapter.
         time.sleep(0.05)
-        lines = [line for line in self.stderr_tail if line]
-        return " | ".join(lines[-3:]) if lines else "(nothing)"
+        lines = [_shorten(line) for line in self.stderr_tail if line.strip()]
+        if not lines:
+            return "(nothing)"
+
+        shown = lines[-STDERR_SHOWN_LINES:]
+        errors = [line for line in lines if ERROR_LINE.search(line)]
+        if errors and not any(ERROR_LINE.search(line) for line in shown):
+            # Such as Node.js, whose error line comes before its stack trace.
+            shown = [errors[-1], "...", *shown]
+        return " | ".join(shown)
 
     def kill(self) -> None:
         """Kill every process of the adapter's group, and close the pipes that no other process has open."""
@@ -413,4 +438,10 @@ def _error_outcome(error: Any) -> Outcome:
     message = error.get("message", "")
     if not isinstance(message, str):
         raise ValueError("error message must be a string")
+    if error["kind"] not in ERROR_KINDS:
+        raise ValueError(f"error kind {error['kind']!r:.80} is none of {', '.join(sorted(ERROR_KINDS))}")
     return Outcome.failure(error["kind"], message)
+
+
+def _shorten(line: str) -> str:
+    return line if len(line) <= STDERR_LINE_CHARS else line[: STDERR_LINE_CHARS - 3] + "..."
