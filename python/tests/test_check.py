@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -34,6 +35,18 @@ from slimta.storage.testing import RedisServer
 
 HOUR = 3600.0
 META, CONTENTS, LOCKS = OFFSET + 1, OFFSET + 2, OFFSET + 3
+
+
+def uid(name: str) -> str:
+    """Return a UUID made from ``name``, so that check takes its keys for orphans of the queue."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, name))
+
+
+# Ids of keys that no message owns, named like the ids claim_message_id creates.
+ORPHAN = uid("orphan")
+GONE_META, GONE_CONTENTS, GONE_LOCK, GONE_RETRY = (uid(f"gone-{kind}") for kind in ("m", "c", "l", "r"))
+# An unstored key named like an id but of a type the layout does not give its database.
+WRONG = uid("wrong")
 
 Raw = Callable[[int], redis.Redis]
 
@@ -198,20 +211,50 @@ def test_injected_clock(session: RedisSession, raw: Raw) -> None:
     assert report.checked_at == 1000 + HOUR + 5
 
 
+def test_empty_meta_reported(session: RedisSession, raw: Raw) -> None:
+    empty = session.store_message({}, b"body")
+
+    report = check_queue(session)
+
+    assert raw(1).exists(empty) == 0
+    assert report.incomplete == [IncompleteMessage(empty, ("meta",), None, None)]
+
+
+def test_repair_keeps_young_and_unknown_age(session: RedisSession, raw: Raw) -> None:
+    empty = session.store_message({}, b"body")
+    raw(0).sadd("message_ids", "young", "old")
+    raw(1).hset("young", "timestamp", repr(time.time() - 60))
+    raw(1).hset("old", "timestamp", repr(time.time() - 2 * HOUR))
+
+    report = check_queue(session, repair=True, min_age=HOUR)
+
+    assert report.repairs is not None
+    assert [item.message_id for item in report.repairs.deleted_incomplete] == ["old"]
+    assert raw(0).smembers("message_ids") == {b"young", empty.encode()}
+    assert raw(2).get(empty) == b"body"
+
+    report = check_queue(session, repair=True, repair_unknown_age=True, min_age=HOUR)
+
+    assert report.repairs is not None
+    assert [item.message_id for item in report.repairs.deleted_incomplete] == [empty]
+    assert raw(0).smembers("message_ids") == {b"young"}
+    assert raw(1).hget("young", "timestamp") is not None
+
+
 def test_orphans_of_each_kind(session: RedisSession, raw: Raw) -> None:
     write_message(raw, "kept")
-    raw(1).hset("gone-meta", "sender", "a@example.com")
-    raw(2).set("gone-contents", b"body")
-    raw(3).set("gone-lock", "locked", px=60_000)
-    raw(0).zadd("retry_queue", {"gone-retry": 5.0, "kept": 6.0})
+    raw(1).hset(GONE_META, "sender", "a@example.com")
+    raw(2).set(GONE_CONTENTS, b"body")
+    raw(3).set(GONE_LOCK, "locked", px=60_000)
+    raw(0).zadd("retry_queue", {GONE_RETRY: 5.0, "kept": 6.0})
 
     report = check_queue(session)
 
     assert report.orphans == [
-        Orphan("meta", "gone-meta", META),
-        Orphan("contents", "gone-contents", CONTENTS),
-        Orphan("lock", "gone-lock", LOCKS),
-        Orphan("retry", "gone-retry", OFFSET),
+        Orphan("meta", GONE_META, META),
+        Orphan("contents", GONE_CONTENTS, CONTENTS),
+        Orphan("lock", GONE_LOCK, LOCKS),
+        Orphan("retry", GONE_RETRY, OFFSET),
     ]
     assert report.found == 4
 
@@ -246,6 +289,117 @@ def test_foreign_keys_named_invalid_ids(session: RedisSession, raw: Raw) -> None
     assert report.orphans == []
 
 
+def test_keys_of_other_forms_are_foreign(session: RedisSession, raw: Raw) -> None:
+    # Another application's keys, named like valid ids but not like UUIDs.
+    raw(1).hset("cache:session:42", "user", "x")
+    raw(2).set("cache:session:42", "x")
+    raw(3).set("legacy.queue.0001", "locked")
+    raw(1).hset(ORPHAN, "a", "b")
+    upper = uid("upper").upper()
+    raw(2).set(upper, b"body")
+
+    report = check_queue(session, repair=True)
+
+    assert report.foreign_keys == [
+        LayoutKey(META, "cache:session:42", "hash", None),
+        LayoutKey(CONTENTS, "cache:session:42", "string", None),
+        LayoutKey(LOCKS, "legacy.queue.0001", "string", None),
+    ]
+    assert report.orphans == [Orphan("meta", ORPHAN, META), Orphan("contents", upper, CONTENTS)]
+    assert report.repairs is not None
+    assert len(report.repairs.removed_orphans) == 2
+    assert raw(1).hgetall("cache:session:42") == {b"user": b"x"}
+    assert raw(2).get("cache:session:42") == b"x"
+    assert raw(3).get("legacy.queue.0001") == b"locked"
+    assert raw(1).exists(ORPHAN) == 0
+    assert raw(2).exists(upper) == 0
+
+
+def test_non_uuid_orphans_option(session: RedisSession, raw: Raw) -> None:
+    raw(1).hset("legacy.queue.0001", "sender", "a@example.com")
+    raw(2).set("has space", b"body")
+
+    report = check_queue(session, repair=True, non_uuid_orphans=True)
+
+    assert report.orphans == [Orphan("meta", "legacy.queue.0001", META)]
+    assert report.foreign_keys == [LayoutKey(CONTENTS, "has space", "string", None)]
+    assert raw(1).exists("legacy.queue.0001") == 0
+    assert raw(2).get("has space") == b"body"
+
+
+# Keys that show another queue sharing these databases, written as that
+# queue's writer would write them: (database of this layout, key, type).
+OVERLAP_SIGNS = [
+    (1, "message_ids", "set"),
+    (2, "message_ids", "set"),
+    (3, "message_ids", "set"),
+    (1, "retry_queue", "zset"),
+    (3, "retry_queue", "zset"),
+    (2, ORPHAN, "hash"),
+    (0, ORPHAN, "hash"),
+    (0, ORPHAN, "string"),
+]
+
+
+def write_key(client: redis.Redis, key: str, kind: str) -> None:
+    if kind == "set":
+        client.sadd(key, uid("other-queue"))
+    elif kind == "zset":
+        client.zadd(key, {uid("other-queue"): 1.0})
+    elif kind == "hash":
+        client.hset(key, "timestamp", "1")
+    else:
+        client.set(key, b"body")
+
+
+@pytest.mark.parametrize(("database", "key", "kind"), OVERLAP_SIGNS)
+def test_overlap_rejects_repair(session: RedisSession, raw: Raw, database: int, key: str, kind: str) -> None:
+    write_key(raw(database), key, kind)
+    # What a repair would otherwise change: the other queue's contents look like orphan locks.
+    raw(3).set(uid("other-contents"), b"body")
+    raw(0).sadd("message_ids", "claimed")
+    raw(1).hset("claimed", "timestamp", "1")
+    before = dump(raw)
+
+    report = check_queue(session, repair=True, repair_unknown_age=True)
+
+    assert report.overlap_keys == [LayoutKey(OFFSET + database, key, kind, None)]
+    assert report.orphans == [Orphan("lock", uid("other-contents"), LOCKS)]
+    assert len(report.incomplete) == 1
+    assert report.repairs is None
+    assert report.repair_rejected is not None
+    assert "another queue" in report.repair_rejected
+    assert f"{key} ({kind}) in db {OFFSET + database}" in report.repair_rejected
+    assert not report.clean
+    assert dump(raw) == before
+
+
+def test_overlap_reported_without_repair(session: RedisSession, raw: Raw) -> None:
+    raw(1).sadd("message_ids", uid("other-queue"))
+
+    report = check_queue(session)
+
+    assert report.overlap_keys == [LayoutKey(META, "message_ids", "set", None)]
+    assert report.wrong_types == []
+    assert report.foreign_keys == []
+    assert report.repair_rejected is None
+    assert report.found == 1
+
+
+def test_stored_hash_contents_not_overlap(session: RedisSession, raw: Raw) -> None:
+    # A hash in the contents database under a stored id is this queue's own key of the wrong type.
+    stored = uid("stored")
+    raw(0).sadd("message_ids", stored)
+    raw(1).hset(stored, "timestamp", "1")
+    raw(2).hset(stored, "a", "b")
+
+    report = check_queue(session, repair=True)
+
+    assert report.overlap_keys == []
+    assert report.wrong_types == [LayoutKey(CONTENTS, stored, "hash", "string")]
+    assert report.repair_rejected is None
+
+
 def test_wrong_types(session: RedisSession, raw: Raw) -> None:
     for message_id in ("meta-string", "contents-hash", "lock-list"):
         write_message(raw, message_id)
@@ -254,13 +408,14 @@ def test_wrong_types(session: RedisSession, raw: Raw) -> None:
     raw(2).delete("contents-hash")
     raw(2).hset("contents-hash", "a", "b")
     raw(3).rpush("lock-list", "locked")
-    raw(1).set("orphan-string", "x")
+    orphan_string = uid("orphan-string")
+    raw(1).set(orphan_string, "x")
 
     report = check_queue(session)
 
     assert report.wrong_types == [
+        LayoutKey(META, orphan_string, "string", "hash"),
         LayoutKey(META, "meta-string", "string", "hash"),
-        LayoutKey(META, "orphan-string", "string", "hash"),
         LayoutKey(CONTENTS, "contents-hash", "hash", "string"),
         LayoutKey(LOCKS, "lock-list", "list", "string"),
     ]
@@ -319,7 +474,7 @@ def test_lock_without_expiry(session: RedisSession, raw: Raw) -> None:
 def test_check_writes_nothing(session: RedisSession, raw: Raw, clean_redis: RedisServer) -> None:
     write_message(raw, "good")
     raw(0).sadd("message_ids", "claimed")
-    raw(1).hset("orphan", "a", "b")
+    raw(1).hset(ORPHAN, "a", "b")
     raw(3).set("good", "locked")
     raw(0).set("foreign", "x")
     before = dump(raw)
@@ -348,16 +503,16 @@ def broken_queue(raw: Raw) -> dict[str, Any]:
     raw(0).zadd("retry_queue", {"old-incomplete": 20.0})
     raw(2).set("unknown-age", b"body")
 
-    raw(1).hset("orphan", "a", "b")
-    raw(2).set("orphan", b"body")
-    raw(3).set("orphan", "locked")
-    raw(0).zadd("retry_queue", {"orphan": 30.0})
+    raw(1).hset(ORPHAN, "a", "b")
+    raw(2).set(ORPHAN, b"body")
+    raw(3).set(ORPHAN, "locked")
+    raw(0).zadd("retry_queue", {ORPHAN: 30.0})
 
     write_message(raw, "stuck")
     raw(3).set("stuck", "locked")
 
     raw(0).set("foreign", "x")
-    raw(1).set("wrong", "x")
+    raw(1).set(WRONG, "x")
     raw(0).sadd("message_ids", "has space")
     return {"good": {n: _keys_of(raw, n, ["good-1", "good-2"]) for n in range(4)}}
 
@@ -388,14 +543,14 @@ def test_repair_fixes_safe_findings(session: RedisSession, raw: Raw) -> None:
     assert raw(0).zscore("retry_queue", "old-incomplete") is None
     for n in (1, 2, 3):
         assert raw(n).exists("old-incomplete") == 0
-        assert raw(n).exists("orphan") == 0
-    assert raw(0).zscore("retry_queue", "orphan") is None
+        assert raw(n).exists(ORPHAN) == 0
+    assert raw(0).zscore("retry_queue", ORPHAN) is None
     assert 0 < raw(3).pttl("stuck") <= 300_000
 
     assert raw(0).sismember("message_ids", "unknown-age")
     assert raw(2).get("unknown-age") == b"body"
     assert raw(0).get("foreign") == b"x"
-    assert raw(1).get("wrong") == b"x"
+    assert raw(1).get(WRONG) == b"x"
     assert raw(0).sismember("message_ids", "has space")
     for n in range(4):
         assert _keys_of(raw, n, ["good-1", "good-2"]) == before["good"][n]
@@ -434,7 +589,7 @@ def test_repair_idempotent(session: RedisSession, raw: Raw) -> None:
 
 
 def test_repair_then_clean(session: RedisSession, raw: Raw) -> None:
-    raw(1).hset("orphan", "a", "b")
+    raw(1).hset(ORPHAN, "a", "b")
     raw(0).sadd("message_ids", "claimed")
     raw(1).hset("claimed", "timestamp", "1")
     write_message(raw, "stuck")
@@ -538,23 +693,24 @@ def test_remove_orphans_keeps_other_types(raw: Raw) -> None:
 def test_orphan_stored_before_repair(
     session: RedisSession, raw: Raw, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    raw(1).hset("racing", "sender", "a@example.com")
-    raw(1).hset("orphan", "sender", "a@example.com")
+    racing = uid("racing")
+    raw(1).hset(racing, "sender", "a@example.com")
+    raw(1).hset(ORPHAN, "sender", "a@example.com")
     scan = check_module._Scanner.scan
 
     def scan_then_store(self: Any, report: CheckReport) -> None:
         scan(self, report)
         # A writer stores the id between the scan and the repair.
-        raw(0).sadd("message_ids", "racing")
+        raw(0).sadd("message_ids", racing)
 
     monkeypatch.setattr(check_module._Scanner, "scan", scan_then_store)
 
     report = check_queue(session, repair=True)
 
-    assert [orphan.message_id for orphan in report.orphans] == ["orphan", "racing"]
+    assert sorted(orphan.message_id for orphan in report.orphans) == sorted([ORPHAN, racing])
     assert report.repairs is not None
-    assert [orphan.message_id for orphan in report.repairs.removed_orphans] == ["orphan"]
-    assert raw(1).hgetall("racing") == {b"sender": b"a@example.com"}
+    assert [orphan.message_id for orphan in report.repairs.removed_orphans] == [ORPHAN]
+    assert raw(1).hgetall(racing) == {b"sender": b"a@example.com"}
     assert report.problems == 1
 
 
@@ -627,6 +783,8 @@ def test_memory_session_rejected() -> None:
         ({"min_age": float("nan")}, "min_age"),
         ({"min_age": "60"}, "min_age"),
         ({"page_size": 0}, "page_size"),
+        ({"page_size": 1001}, "page_size"),
+        ({"page_size": 100.0}, "page_size"),
         ({"lock_expiry": 0}, "lock_expiry"),
         ({"repair_unknown_age": True}, "repair_unknown_age"),
     ],
@@ -646,7 +804,7 @@ def test_closed_session(session: RedisSession) -> None:
 
 
 def test_scripts_flushed(session: RedisSession, raw: Raw) -> None:
-    raw(1).hset("orphan", "a", "b")
+    raw(1).hset(ORPHAN, "a", "b")
     raw(0).script_flush()
 
     report = check_queue(session, repair=True)
@@ -669,7 +827,7 @@ def test_large_queue_paging(session: RedisSession, raw: Raw, clean_redis: RedisS
         if i % 10:
             contents_pipe.set(message_id, b"body")
     for i in range(1200):
-        meta_pipe.hset(f"orphan-{i:05d}", "a", "b")
+        meta_pipe.hset(uid(f"orphan-{i:05d}"), "a", "b")
     meta_pipe.execute()
     contents_pipe.execute()
     clean_redis.client().config_resetstat()
@@ -707,19 +865,19 @@ def test_cli_clean_exit_zero(engine: RedisEngine, capsys: pytest.CaptureFixture[
 
 
 def test_cli_problems_exit_one(engine: RedisEngine, raw: Raw, capsys: pytest.CaptureFixture[str]) -> None:
-    raw(1).hset("orphan", "a", "b")
+    raw(1).hset(ORPHAN, "a", "b")
     raw(0).set("foreign", "x")
 
     status, out, _ = run_cli(engine, capsys)
 
     assert status == 1
-    assert "orphan" in out
+    assert f"meta      {ORPHAN}  (db {META})" in out
     assert "db 4  foreign  (string)" in out
-    assert raw(1).exists("orphan") == 1
+    assert raw(1).exists(ORPHAN) == 1
 
 
 def test_cli_repair_all_exit_zero(engine: RedisEngine, raw: Raw, capsys: pytest.CaptureFixture[str]) -> None:
-    raw(1).hset("orphan", "a", "b")
+    raw(1).hset(ORPHAN, "a", "b")
 
     status, out, _ = run_cli(engine, capsys, "--repair")
     again, _, _ = run_cli(engine, capsys)
@@ -733,7 +891,7 @@ def test_cli_repair_all_exit_zero(engine: RedisEngine, raw: Raw, capsys: pytest.
 def test_cli_repair_leaves_foreign_exit_one(
     engine: RedisEngine, raw: Raw, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    raw(1).hset("orphan", "a", "b")
+    raw(1).hset(ORPHAN, "a", "b")
     raw(0).set("foreign", "x")
     raw(0).sadd("message_ids", "claimed")
 
@@ -762,7 +920,7 @@ def test_cli_json(engine: RedisEngine, raw: Raw, capsys: pytest.CaptureFixture[s
     assert report["counts"]["locks_without_expiry"] == 1
     assert report["counts"]["repaired"] == 6
     assert report["problems"] == 5
-    assert report["orphans"]["retry"] == ["orphan"]
+    assert report["orphans"]["retry"] == [ORPHAN]
     assert report["repaired"]["deleted_incomplete"] == ["old-incomplete"]
     assert report["repaired"]["expired_locks"] == ["stuck"]
     assert {"database": OFFSET, "key": "\udcff", "type": "string", "expected": None} in report["foreign_keys"]
@@ -787,6 +945,93 @@ def test_cli_invalid_option(args: list[str], capsys: pytest.CaptureFixture[str])
 
     assert status == 2
     assert "usage:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("size", ["0", "1001", "-3"])
+def test_cli_page_size_out_of_range(size: str, capsys: pytest.CaptureFixture[str]) -> None:
+    status = cli.main(["--engine", "redis://127.0.0.1:1/0", "check", "--page-size", size])
+
+    err = capsys.readouterr().err
+    assert status == 2
+    assert f"the page size must be from 1 to 1000, not '{size}'" in err
+
+
+def test_default_page_size_in_range() -> None:
+    assert 1 <= check_module.DEFAULT_PAGE_SIZE <= 100
+    assert check_module.MAX_PAGE_SIZE == 1000
+
+
+def test_cli_page_size_limits(engine: RedisEngine, raw: Raw, capsys: pytest.CaptureFixture[str]) -> None:
+    raw(1).hset(ORPHAN, "a", "b")
+
+    for size in ("1", "1000"):
+        status, out, _ = run_cli(engine, capsys, "--page-size", size)
+
+        assert status == 1
+        assert ORPHAN in out
+
+
+def test_cli_incomplete_texts(engine: RedisEngine, raw: Raw, capsys: pytest.CaptureFixture[str]) -> None:
+    raw(0).sadd("message_ids", "meta-only", "contents-only", "claimed")
+    raw(1).hset("meta-only", "timestamp", repr(time.time() - 2 * HOUR))
+    raw(2).set("contents-only", b"body")
+
+    status, out, _ = run_cli(engine, capsys)
+
+    lines = out.splitlines()
+    assert status == 1
+    assert "  claimed  no meta and no contents, age unknown: no timestamp meta key" in lines
+    assert "  contents-only  no meta, contents present, age unknown: no timestamp meta key" in lines
+    assert any(line.startswith("  meta-only  no contents, meta present, age 7") for line in lines)
+    assert any("empty meta has no meta hash" in line for line in lines)
+
+
+def test_cli_overlap_rejects_repair(
+    engine: RedisEngine, raw: Raw, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw(1).sadd("message_ids", uid("other-queue"))
+    raw(3).set(uid("other-contents"), b"body")
+    before = dump(raw)
+
+    status, out, err = run_cli(engine, capsys, "--repair")
+
+    assert status == 1
+    assert f"db {META}  message_ids  (set)" in out
+    assert "keys of another queue" in out
+    assert out.splitlines()[-1] == "2 problems found; the repair was rejected, so nothing was changed"
+    assert err.count("\n") == 1
+    assert err.startswith("slimta-storage: error: repair rejected: ")
+    assert "offsets at least 4 apart" in err
+    assert dump(raw) == before
+
+
+def test_cli_overlap_json(engine: RedisEngine, raw: Raw, capsys: pytest.CaptureFixture[str]) -> None:
+    raw(2).sadd("message_ids", uid("other-queue"))
+
+    status, out, _ = run_cli(engine, capsys, "--json", "--repair")
+
+    report = json.loads(out)
+    assert status == 1
+    assert report["counts"]["overlap_keys"] == 1
+    assert report["overlap_keys"] == [
+        {"database": CONTENTS, "key": "message_ids", "type": "set", "expected": None}
+    ]
+    assert report["repaired"] is None
+    assert report["repair_rejected"].startswith("repair rejected: ")
+
+
+def test_cli_non_uuid_orphans(engine: RedisEngine, raw: Raw, capsys: pytest.CaptureFixture[str]) -> None:
+    raw(1).hset("legacy.queue.0001", "a", "b")
+
+    kept, out, _ = run_cli(engine, capsys, "--repair")
+    assert kept == 1
+    assert "--non-uuid-orphans" in out
+    assert raw(1).exists("legacy.queue.0001") == 1
+
+    removed, out, _ = run_cli(engine, capsys, "--repair", "--non-uuid-orphans")
+    assert removed == 0
+    assert "[removed]" in out
+    assert raw(1).exists("legacy.queue.0001") == 0
 
 
 def test_cli_unknown_age_needs_repair(engine: RedisEngine, capsys: pytest.CaptureFixture[str]) -> None:
@@ -822,12 +1067,12 @@ def test_cli_unreachable_server() -> None:
 
 
 def test_cli_console_script(clean_redis: RedisServer, raw: Raw) -> None:
-    raw(1).hset("orphan", "a", "b")
+    raw(1).hset(ORPHAN, "a", "b")
 
     result = console("--engine", clean_redis.url(OFFSET), "check", "--json", url=None)
 
     assert result.returncode == 1, result.stderr
-    assert json.loads(result.stdout)["orphans"]["meta"] == ["orphan"]
+    assert json.loads(result.stdout)["orphans"]["meta"] == [ORPHAN]
 
 
 def test_cli_help_lists_check(capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from typing import Any
 
 from ._errors import InvalidArgument
 from ._escape import escape_text
 from ._validate import MAX_LOCK_LENGTH
 from .redis import CheckReport, IncompleteMessage, LayoutKey, RedisSession, check_queue
-from .redis._check import DEFAULT_LOCK_EXPIRY, DEFAULT_MIN_AGE, DEFAULT_PAGE_SIZE
+from .redis._check import DEFAULT_LOCK_EXPIRY, DEFAULT_MIN_AGE, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from .session import Session
 
 __all__ = ["add_parser"]
@@ -30,9 +31,10 @@ _DESCRIPTION = """\
 Check the four databases of a Redis queue against the layout and report:
 - messages whose meta or contents are missing, at least --min-age old or of
   unknown age because their meta has no timestamp;
-- orphans: meta, contents and lock keys and retry_queue members whose id is
-  not in message_ids;
+- orphans: meta, contents and lock keys named like a UUID, and retry_queue
+  members, whose id is not in message_ids;
 - keys that are not part of the layout, and keys of the wrong type;
+- keys of another queue whose four databases overlap these;
 - members of message_ids that are not valid message ids;
 - lock keys without an expiry.
 
@@ -45,11 +47,17 @@ and sets an expiry on the lock keys without one. Each change is one atomic
 script that checks its finding again first, so a message that a writer
 stored or completed since the scan is kept. Keys that are not part of the
 layout or have the wrong type are only reported, since they may belong to
-another application.
+another application. When keys of an overlapping queue are found, --repair
+changes nothing and reports why on stderr.
+
+A message stored with an empty meta has no meta hash, because Redis keeps
+no empty hashes, so check reports it as "no meta, contents present" of
+unknown age, and --repair-unknown-age deletes it. Writers should always
+store a timestamp meta key.
 
 exit status: 0 when nothing is wrong or everything found was repaired, 1
-when problems remain or the server cannot be used, 2 on a usage error such
-as a memory:// engine.
+when problems remain, a repair was rejected or the server cannot be used, 2
+on a usage error such as a memory:// engine.
 """
 
 
@@ -81,6 +89,15 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
         ),
     )
     parser.add_argument(
+        "--non-uuid-orphans",
+        action="store_true",
+        help=(
+            "count keys named like any valid message id, not only like a UUID, as orphans, so that"
+            " --repair removes them. Use it only when no other application keeps keys in the"
+            " meta, contents and lock databases of the queue"
+        ),
+    )
+    parser.add_argument(
         "--lock-expiry",
         metavar="SECONDS",
         type=_parse_lock_expiry,
@@ -96,8 +113,9 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
         type=_parse_page_size,
         default=DEFAULT_PAGE_SIZE,
         help=(
-            "the COUNT hint of each SCAN, SSCAN and ZSCAN page, and the number of ids per repair"
-            f" script call (default: {DEFAULT_PAGE_SIZE})"
+            f"the COUNT hint of each SCAN, SSCAN and ZSCAN page, and the number of ids per script"
+            f" call, from 1 to {MAX_PAGE_SIZE}. Larger pages block the server longer per call"
+            f" (default: {DEFAULT_PAGE_SIZE})"
         ),
     )
     parser.add_argument("--json", action="store_true", help="print a JSON object instead of text")
@@ -132,8 +150,8 @@ def _parse_page_size(text: str) -> int:
         size = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid page size: {text!r}") from None
-    if size < 1:
-        raise argparse.ArgumentTypeError(f"the page size must be at least 1, not {text!r}")
+    if not 1 <= size <= MAX_PAGE_SIZE:
+        raise argparse.ArgumentTypeError(f"the page size must be from 1 to {MAX_PAGE_SIZE}, not {text!r}")
     return size
 
 
@@ -148,6 +166,7 @@ def _run_check(session: Session, args: argparse.Namespace) -> int:
         min_age=args.min_age,
         repair=args.repair,
         repair_unknown_age=args.repair_unknown_age,
+        non_uuid_orphans=args.non_uuid_orphans,
         lock_expiry=args.lock_expiry,
         page_size=args.page_size,
     )
@@ -156,6 +175,11 @@ def _run_check(session: Session, args: argparse.Namespace) -> int:
     else:
         for line in _report_lines(report):
             print(line)
+
+    if report.repair_rejected is not None:
+        sys.stdout.flush()
+        print(f"slimta-storage: error: {report.repair_rejected}", file=sys.stderr)
+        return EXIT_PROBLEMS
     return EXIT_CLEAN if report.clean else EXIT_PROBLEMS
 
 
@@ -172,7 +196,14 @@ def _report_lines(report: CheckReport) -> list[str]:
         "keys that are not part of the layout",
         [_layout_key_line(item) for item in report.foreign_keys],
         "check never removes them, since they may belong to another application: move them to"
-        " other databases or delete them yourself",
+        " other databases or delete them yourself. Orphans of a writer whose ids are not UUIDs may"
+        " be among them, and --non-uuid-orphans counts those as orphans",
+    )
+    lines += _section(
+        "keys of another queue, whose databases overlap these",
+        [_layout_key_line(item) for item in report.overlap_keys],
+        "each queue uses four databases from its offset, so queues on one server need offsets at"
+        " least 4 apart; check --repair changes nothing until they are",
     )
     lines += _section(
         "keys of the wrong type",
@@ -209,7 +240,15 @@ def _incomplete_lines(report: CheckReport) -> list[str]:
         if report.repairs is not None:
             action = _incomplete_action(item, item.message_id in deleted, report.repairs.unknown_age)
         items.append(f"{_incomplete_text(item)}{action}")
-    lines = _section(f"incomplete messages at least {report.min_age:g} s old or of unknown age", items)
+    advice = ""
+    if any(item.missing == ("meta",) and item.age is None for item in report.incomplete):
+        advice = (
+            "a message stored with an empty meta has no meta hash and shows as 'no meta, contents"
+            " present'; --repair-unknown-age deletes such messages"
+        )
+    lines = _section(
+        f"incomplete messages at least {report.min_age:g} s old or of unknown age", items, advice
+    )
     if report.recent_incomplete:
         lines.append(
             f"incomplete messages younger than {report.min_age:g} s, not reported: {report.recent_incomplete}"
@@ -217,15 +256,23 @@ def _incomplete_lines(report: CheckReport) -> list[str]:
     return lines
 
 
+# The text that names the missing and the present parts, for each value of IncompleteMessage.missing.
+_MISSING_TEXT = {
+    ("meta",): "no meta, contents present",
+    ("contents",): "no contents, meta present",
+    ("meta", "contents"): "no meta and no contents",
+}
+
+
 def _incomplete_text(item: IncompleteMessage) -> str:
-    missing = " and ".join(item.missing)
+    missing = _MISSING_TEXT[item.missing]
     if item.age is not None:
         age = f"age {item.age:.0f} s"
     elif item.timestamp is None:
         age = "age unknown: no timestamp meta key"
     else:
         age = f"age unknown: timestamp {item.timestamp!r} is not a number"
-    return f"{_shown(item.message_id)}  no {missing}, {age}"
+    return f"{_shown(item.message_id)}  {missing}, {age}"
 
 
 def _incomplete_action(item: IncompleteMessage, deleted: bool, unknown_age: bool) -> str:
@@ -267,6 +314,8 @@ def _layout_key_line(item: LayoutKey) -> str:
 
 
 def _summary(report: CheckReport) -> str:
+    if report.repair_rejected is not None:
+        return f"{report.found} problems found; the repair was rejected, so nothing was changed"
     if report.clean:
         if report.repaired:
             return f"repaired all {report.repaired} problems found"

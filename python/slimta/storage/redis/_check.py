@@ -19,19 +19,26 @@ from typing import Any
 
 from .. import _validate as validate
 from .._errors import InvalidArgument
+from .._escape import escape_text
 from ._check_repair import Repairer
 from ._check_report import ORPHAN_KINDS, CheckReport, IncompleteMessage, LayoutKey, Orphan
 from ._codec import MESSAGE_IDS, RETRY_QUEUE
 from ._link import Link
 from ._session import RedisSession
 
-__all__ = ["DEFAULT_LOCK_EXPIRY", "DEFAULT_MIN_AGE", "DEFAULT_PAGE_SIZE", "check_queue"]
+__all__ = ["DEFAULT_LOCK_EXPIRY", "DEFAULT_MIN_AGE", "DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "check_queue"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MIN_AGE = 3600.0
 DEFAULT_LOCK_EXPIRY = 300.0
-DEFAULT_PAGE_SIZE = 1000
+# One script call handles about one page of keys or ids, and Redis serves
+# no other client meanwhile. On a queue of 200,000 messages, pages of 1000
+# took 3.6 to 5.2 ms per call on average and pages of 100 under 0.5 ms.
+# scripts/bench/check_stall.py measures this, and docs/operations.rst has
+# the figures.
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
 _OPERATION = "check"
 
 # The types of the keys of databases 1 to 3, and the kind of orphan a key
@@ -39,6 +46,12 @@ _OPERATION = "check"
 _KEY_TYPES = {1: b"hash", 2: b"string", 3: b"string"}
 _KINDS = {database: kind for kind, database in ORPHAN_KINDS.items()}
 _DB0_TYPES = {MESSAGE_IDS: b"set", RETRY_QUEUE: b"zset"}
+# An id as claim_message_id creates it: a UUID in hyphenated form. The
+# check takes only keys named like this for orphans of the queue, because
+# the databases may be shared with applications whose keys are named
+# like other valid ids, such as "cache:session:42". Either case, since
+# writers in other languages may print UUIDs in capitals.
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 # A timestamp meta value as writers store it: decimal UNIX seconds, such
 # as Python's repr(time.time()) or Lua's os.time().
 _TIMESTAMP = re.compile(r"[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?")
@@ -50,6 +63,7 @@ def check_queue(
     min_age: float = DEFAULT_MIN_AGE,
     repair: bool = False,
     repair_unknown_age: bool = False,
+    non_uuid_orphans: bool = False,
     lock_expiry: float = DEFAULT_LOCK_EXPIRY,
     page_size: int = DEFAULT_PAGE_SIZE,
     clock: Callable[[], float] = time.time,
@@ -58,8 +72,16 @@ def check_queue(
 
     Finds incomplete messages at least ``min_age`` seconds old or of
     unknown age, orphans, keys that are not part of the layout, keys of
-    the wrong type, invalid ids in ``message_ids`` and lock keys without
-    an expiry. Without ``repair`` it writes nothing.
+    the wrong type, keys of another queue whose databases overlap these,
+    invalid ids in ``message_ids`` and lock keys without an expiry.
+    Without ``repair`` it writes nothing.
+
+    An orphan is a meta, contents or lock key whose id is not in
+    ``message_ids``. Only keys named like a UUID count as orphans, since
+    other applications may keep keys such as ``cache:session:42`` in the
+    same databases. Those keys are reported as not part of the layout. With
+    ``non_uuid_orphans``, a key named like any valid message id counts as
+    an orphan too.
 
     With ``repair`` it deletes the incomplete messages of known age,
     and those of unknown age too when ``repair_unknown_age`` is set. It
@@ -68,11 +90,13 @@ def check_queue(
     checks that its finding still holds, so a message that a writer stored
     or completed since the scan is kept. It never removes keys that are not
     part of the layout or have the wrong type, since they may belong to
-    another application.
+    another application. When it finds keys of an overlapping queue, it
+    repairs nothing and sets :attr:`CheckReport.repair_rejected`, because
+    that queue's messages would look like orphans of this one.
 
-    ``page_size`` is the COUNT hint of each SCAN, SSCAN and ZSCAN page and
-    the number of ids per script call. ``clock`` returns the current time
-    in UNIX seconds.
+    ``page_size``, 1 to 1000, is the COUNT hint of each SCAN, SSCAN and
+    ZSCAN page and the number of ids per script call. ``clock`` returns
+    the current time in UNIX seconds.
 
     :raises InvalidArgument: an argument is out of range.
     :raises SessionClosed: the session is closed.
@@ -87,13 +111,37 @@ def check_queue(
     lock_expiry_ms = validate.lock_length_ms(lock_expiry, "lock_expiry")
 
     report = CheckReport(session._offset, float(min_age), clock())
-    _Scanner(session._link, session._offset, page_size).scan(report)
+    _Scanner(session._link, session._offset, page_size, non_uuid_orphans).scan(report)
     log.info("checked databases %d to %d: %d problems found", report.offset, report.offset + 3, report.found)
-    if repair:
-        repairer = Repairer(session._link, session._offset, page_size)
-        report.repairs = repairer.repair(report, repair_unknown_age, lock_expiry_ms)
-        log.info("repaired %d of %d problems", report.repaired, report.found)
+    if not repair:
+        return report
+
+    if report.overlap_keys:
+        # The caller shows the reason, which the report carries.
+        report.repair_rejected = _overlap_rejection(report)
+        log.info("repaired nothing: %d keys of an overlapping queue found", len(report.overlap_keys))
+        return report
+
+    repairer = Repairer(session._link, session._offset, page_size)
+    report.repairs = repairer.repair(report, repair_unknown_age, lock_expiry_ms)
+    log.info("repaired %d of %d problems", report.repaired, report.found)
     return report
+
+
+def _overlap_rejection(report: CheckReport) -> str:
+    first, last = report.offset, report.offset + 3
+    keys = report.overlap_keys[:3]
+    shown = ", ".join(f"{escape_text(item.key)} ({item.type}) in db {item.database}" for item in keys)
+    more = len(report.overlap_keys) - 3
+    if more > 0:
+        shown += f" and {more} more"
+    return (
+        f"repair rejected: databases {first} to {last} contain keys of another queue: {shown}. Each"
+        " queue uses four databases from its offset, so two queues on one server need offsets at"
+        " least 4 apart, and a repair here would delete the other queue's messages as orphans."
+        " Stop the writers of one queue, move its keys to a free offset (for example with MOVE) and"
+        " point its writers there, then run check --repair again"
+    )
 
 
 def _check_options(min_age: Any, repair: Any, repair_unknown_age: Any, page_size: Any) -> None:
@@ -103,17 +151,18 @@ def _check_options(min_age: Any, repair: Any, repair_unknown_age: Any, page_size
         raise InvalidArgument(
             "repair_unknown_age", repair_unknown_age, "has no effect without repair (--repair)"
         )
-    if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
-        raise InvalidArgument("page_size", page_size, "must be an int of at least 1")
+    if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise InvalidArgument("page_size", page_size, f"must be an int from 1 to {MAX_PAGE_SIZE}")
 
 
 class _Scanner:
     """The scan of one check, over one session's connection."""
 
-    def __init__(self, link: Link, offset: int, page_size: int) -> None:
+    def __init__(self, link: Link, offset: int, page_size: int, non_uuid_orphans: bool) -> None:
         self._link = link
         self._offset = offset
         self._page_size = page_size
+        self._non_uuid_orphans = non_uuid_orphans
         # SSCAN may return an id twice, so recent incomplete ids are counted once each.
         self._recent: set[bytes] = set()
 
@@ -147,31 +196,56 @@ class _Scanner:
 
     def _scan_database0(self, report: CheckReport) -> None:
         for key, kind, _, _ in self._scan_keys(0):
+            found = LayoutKey(self._offset, _decode(key), _decode(kind), None)
             expected = _DB0_TYPES.get(key)
-            if expected is None:
-                report.foreign_keys.append(LayoutKey(self._offset, _decode(key), _decode(kind), None))
+            if expected is None and _UUID.fullmatch(found.key):
+                # A key named like an id here is a meta, contents or lock
+                # key of a queue whose offset is 1 to 3 below this one.
+                report.overlap_keys.append(found)
+            elif expected is None:
+                report.foreign_keys.append(found)
             elif kind != expected:
-                report.wrong_types.append(
-                    LayoutKey(self._offset, _decode(key), _decode(kind), _decode(expected))
-                )
+                report.wrong_types.append(LayoutKey(self._offset, found.key, found.type, _decode(expected)))
 
     def _scan_database(self, report: CheckReport, database: int) -> None:
+        for key, kind, stored, pttl in self._scan_keys(database):
+            if stored == 1:
+                self._judge_stored_key(report, database, key, kind, pttl)
+            else:
+                self._judge_unstored_key(report, database, key, kind, stored)
+
+    def _judge_stored_key(
+        self, report: CheckReport, database: int, key: bytes, kind: bytes, pttl: int
+    ) -> None:
+        """Judge a key named after a member of ``message_ids``: a part of a stored message."""
+        name = _decode(key)
         expected = _KEY_TYPES[database]
         number = self._offset + database
-        for key, kind, stored, pttl in self._scan_keys(database):
-            name = _decode(key)
-            valid = _is_message_id(name)
-            if not valid and stored != 1:
-                report.foreign_keys.append(LayoutKey(number, name, _decode(kind), None))
-            elif kind != expected:
-                report.wrong_types.append(LayoutKey(number, name, _decode(kind), _decode(expected)))
-            elif not valid:
-                # A stored id that is not valid: invalid_ids lists it.
-                continue
-            elif stored == 0:
-                report.orphans.append(Orphan(_KINDS[database], name, number))
-            elif stored == 1 and database == 3 and pttl == -1:
-                report.locks_without_expiry.append(name)
+        if kind != expected:
+            report.wrong_types.append(LayoutKey(number, name, _decode(kind), _decode(expected)))
+        elif database == 3 and pttl == -1 and _is_message_id(name):
+            # A stored id that is not valid is listed in invalid_ids instead.
+            report.locks_without_expiry.append(name)
+
+    def _judge_unstored_key(
+        self, report: CheckReport, database: int, key: bytes, kind: bytes, stored: int
+    ) -> None:
+        """Judge a key whose name is not in ``message_ids``, or any key when membership is unknown (-1)."""
+        found = LayoutKey(self._offset + database, _decode(key), _decode(kind), None)
+        expected = _KEY_TYPES[database]
+        if _is_overlap_sign(database, key, kind, stored):
+            report.overlap_keys.append(found)
+        elif not self._is_orphan_name(found.key):
+            report.foreign_keys.append(found)
+        elif kind != expected:
+            report.wrong_types.append(LayoutKey(found.database, found.key, found.type, _decode(expected)))
+        elif stored == 0:
+            report.orphans.append(Orphan(_KINDS[database], found.key, found.database))
+
+    def _is_orphan_name(self, name: str) -> bool:
+        if self._non_uuid_orphans:
+            return _is_message_id(name)
+        return _UUID.fullmatch(name) is not None
 
     def _scan_keys(self, database: int) -> Iterator[tuple[bytes, bytes, int, int]]:
         """Yield (key, type, stored, pttl) for the keys of one database.
@@ -248,11 +322,26 @@ class _Scanner:
                 return
 
 
+def _is_overlap_sign(database: int, key: bytes, kind: bytes, stored: int) -> bool:
+    """Tell whether a key of database ``database`` (1 to 3) of the layout belongs to another queue.
+
+    A queue whose offset is 1 to 3 above this one keeps its ``message_ids``
+    and ``retry_queue`` in one of these databases. The queue right above
+    keeps its meta hashes in this queue's contents database. Only hashes
+    named like UUIDs and not in ``message_ids`` count there, since other
+    hashes may be another application's data.
+    """
+    if _DB0_TYPES.get(key) == kind:
+        return True
+    return database == 2 and kind == b"hash" and stored == 0 and _UUID.fullmatch(_decode(key)) is not None
+
+
 def _sort_findings(report: CheckReport) -> None:
     """Sort each list of findings and keep each finding once, because a scan may return an item twice."""
     kinds = list(ORPHAN_KINDS)
     report.orphans = sorted(set(report.orphans), key=lambda item: (kinds.index(item.kind), item.message_id))
     report.foreign_keys = sorted(set(report.foreign_keys), key=_database_and_key)
+    report.overlap_keys = sorted(set(report.overlap_keys), key=_database_and_key)
     report.wrong_types = sorted(set(report.wrong_types), key=_database_and_key)
     report.invalid_ids = sorted(set(report.invalid_ids))
     report.locks_without_expiry = sorted(set(report.locks_without_expiry))

@@ -25,7 +25,11 @@ class IncompleteMessage:
     message_id: str
     """The id, a member of ``message_ids``."""
     missing: tuple[str, ...]
-    """The missing parts: ``("meta",)``, ``("contents",)`` or ``("meta", "contents")``."""
+    """The missing parts: ``("meta",)``, ``("contents",)`` or ``("meta", "contents")``.
+
+    A message stored with an empty meta has no meta hash, because Redis
+    keeps no empty hashes, so it shows as ``("meta",)`` with age unknown.
+    """
     age: float | None
     """Seconds since the ``timestamp`` meta key, or None when the age is unknown.
 
@@ -101,7 +105,15 @@ class CheckReport:
     orphans: list[Orphan] = field(default_factory=list)
     """Keys and ``retry_queue`` members whose id is not in ``message_ids``."""
     foreign_keys: list[LayoutKey] = field(default_factory=list)
-    """Keys that are not part of the layout, which may belong to another application."""
+    """Keys that are not part of the layout, which may belong to another application.
+
+    In the meta, contents and lock databases, these are the keys whose
+    name is not in ``message_ids`` and is not named like a UUID (or not a
+    valid message id, with ``non_uuid_orphans``).
+    """
+    overlap_keys: list[LayoutKey] = field(default_factory=list)
+    """Keys of another queue whose four databases overlap these, such as a ``message_ids`` set
+    in the meta database. A repair is rejected while there are any."""
     wrong_types: list[LayoutKey] = field(default_factory=list)
     """Keys of the layout whose type is not the one the layout gives them."""
     invalid_ids: list[str] = field(default_factory=list)
@@ -111,7 +123,9 @@ class CheckReport:
     skipped_checks: list[str] = field(default_factory=list)
     """Sentences that name the checks that could not run, and why."""
     repairs: Repairs | None = None
-    """The changes that the repair made, or None when the check ran without ``repair``."""
+    """The changes that the repair made, or None when the check ran without ``repair`` or it was rejected."""
+    repair_rejected: str | None = None
+    """The reason ``repair`` changed nothing, or None when it ran or was not requested."""
 
     @property
     def found(self) -> int:
@@ -120,6 +134,7 @@ class CheckReport:
             self.incomplete,
             self.orphans,
             self.foreign_keys,
+            self.overlap_keys,
             self.wrong_types,
             self.invalid_ids,
             self.locks_without_expiry,
@@ -160,11 +175,13 @@ class CheckReport:
             "incomplete": [_incomplete_json(item) for item in self.incomplete],
             "orphans": orphans,
             "foreign_keys": [_layout_key_json(item) for item in self.foreign_keys],
+            "overlap_keys": [_layout_key_json(item) for item in self.overlap_keys],
             "wrong_types": [_layout_key_json(item) for item in self.wrong_types],
             "invalid_ids": list(self.invalid_ids),
             "locks_without_expiry": list(self.locks_without_expiry),
             "skipped_checks": list(self.skipped_checks),
             "repaired": None if self.repairs is None else _repairs_json(self.repairs),
+            "repair_rejected": self.repair_rejected,
         }
 
     def _counts(self) -> dict[str, int]:
@@ -176,6 +193,7 @@ class CheckReport:
             "recent_incomplete": self.recent_incomplete,
             "orphans": len(self.orphans),
             "foreign_keys": len(self.foreign_keys),
+            "overlap_keys": len(self.overlap_keys),
             "wrong_types": len(self.wrong_types),
             "invalid_ids": len(self.invalid_ids),
             "locks_without_expiry": len(self.locks_without_expiry),
