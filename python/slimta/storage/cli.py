@@ -25,10 +25,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from . import _check_command, conformance
-from ._errors import InvalidArgument, MessageNotFound, StorageError
+from ._errors import InvalidArgument, MessageNotFound, StorageError, StorageUnavailable
 from ._escape import escape_text as _escape_text
 from ._url import Engine, open_engine
 from ._version import SPEC_VERSION, __version__
+from .redis._link import is_connection_fault
 from .session import MessageInfo, Session
 
 __all__ = ["main"]
@@ -178,7 +179,10 @@ def _common_options() -> argparse.ArgumentParser:
         "--verbose",
         action="store_true",
         default=argparse.SUPPRESS,
-        help="log what the library does to stderr, down to debug messages",
+        help=(
+            "log what the library does to stderr, down to debug messages, with times; without it,"
+            " only the library's warnings and errors are shown"
+        ),
     )
     return common
 
@@ -228,7 +232,11 @@ def _add_list(commands: Any, common: argparse.ArgumentParser) -> None:
             " STATE is active (locked), deferred (has a retry time) or incoming (neither). RETRY"
             " is an ISO 8601 time in UTC; LOCK is the seconds until the lock expires, or inf for"
             " a lock without expiry. A - stands for none. In JSON, retry_timestamp is in UNIX"
-            " seconds, and lock_remaining is null for a lock without expiry."
+            " seconds, and lock_remaining is null for a lock without expiry. A message that"
+            " cannot be read, such as one whose id is not valid or whose keys another tool wrote"
+            " with the wrong type, is skipped with a warning on stderr that names its id. The"
+            " rest is listed, and the exit status is then 1, because the list is incomplete; run"
+            " check to find the cause."
         ),
     )
     parser.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
@@ -289,20 +297,44 @@ def _parse_seconds(text: str) -> float:
     return seconds
 
 
-@contextlib.contextmanager
-def _logging_to_stderr(enabled: bool) -> Iterator[None]:
-    # A handler on the package logger, removed again at the end, so that
-    # in-process callers such as tests keep their own logging set-up.
-    if not enabled:
-        yield
-        return
+class _OneLineFormatter(logging.Formatter):
+    """Format a log record as one line in the style of the command's own messages.
 
+    A record with an exception gets the exception's text appended, not a
+    traceback, so that a warning stays one line.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Return ``slimta-storage: LEVEL: MESSAGE`` on one line."""
+        message = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            message = f"{message}: {record.exc_info[1]}"
+        return f"{PROG}: {record.levelname.lower()}: {_one_line(message)}"
+
+
+@contextlib.contextmanager
+def _logging_to_stderr(verbose: bool) -> Iterator[None]:
+    """Show the library's log records on stderr: warnings and errors, or everything with ``verbose``.
+
+    The library adds only a NullHandler, so without this handler its
+    warnings, such as the one about a server that persists nothing, would
+    not be shown. The handler is removed again at the end, so that
+    in-process callers such as tests keep their own logging set-up.
+    """
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
+    if verbose:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
+    else:
+        handler.setFormatter(_OneLineFormatter())
+    level = logging.DEBUG if verbose else logging.WARNING
+    handler.setLevel(level)
     logger = logging.getLogger("slimta")
     previous_level = logger.level
     logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
+    # Only lower the logger's level, so that -v shows debug records even
+    # when a caller set WARNING, and a caller's DEBUG level stays.
+    if logger.getEffectiveLevel() > level:
+        logger.setLevel(level)
     try:
         yield
     finally:
@@ -535,26 +567,39 @@ def _discard(session: Session, message_id: str) -> None:
 # list
 
 
+# The most skipped messages that list names one warning each; a count follows for the rest.
+MAX_SKIP_WARNINGS = 20
+
+
 def _run_list(session: Session, args: argparse.Namespace) -> int:
-    infos = _describe_all(session)
+    infos, skipped = _describe_all(session)
 
     if args.json:
         print(json.dumps([_info_to_json(info) for info in infos], indent=2))
-        return EXIT_OK
+    else:
+        rows: list[tuple[str, ...]] = [("ID", "STATE", "SIZE", "RETRY", "LOCK")]
+        rows += [_info_to_row(info) for info in infos]
+        for line in _format_table(rows):
+            print(line)
 
-    rows: list[tuple[str, ...]] = [("ID", "STATE", "SIZE", "RETRY", "LOCK")]
-    rows += [_info_to_row(info) for info in infos]
-    for line in _format_table(rows):
-        print(line)
+    if skipped:
+        sys.stdout.flush()
+        _print_warning(
+            f"skipped {skipped} stored messages that could not be read, so the list is incomplete;"
+            f" run {PROG} check to find the cause"
+        )
+        return EXIT_FAILURE
     return EXIT_OK
 
 
-def _describe_all(session: Session) -> list[MessageInfo]:
-    """Describe every stored message, sorted by id.
+def _describe_all(session: Session) -> tuple[list[MessageInfo], int]:
+    """Describe every stored message, sorted by id, and count the messages that could not be read.
 
-    Skips the ids that were deleted between listing and describing.
+    Skips the ids that were deleted between listing and describing, and
+    warns about each message that cannot be read.
     """
     infos = []
+    skipped = 0
     for message_id in sorted(session.get_all_messages()):
         try:
             infos.append(session.describe_message(message_id))
@@ -562,8 +607,23 @@ def _describe_all(session: Session) -> list[MessageInfo]:
             log.debug("message %s was deleted while listing", message_id)
         except InvalidArgument:
             # Another writer stored an id this library would not create.
-            _print_warning(f"skipped the stored id {message_id!r}, which is not a valid message id")
-    return infos
+            skipped += 1
+            _warn_skipped(skipped, f"skipped the stored id {message_id!r}, which is not a valid message id")
+        except StorageUnavailable as error:
+            if is_connection_fault(error):
+                raise
+            # An error reply about this message's keys, such as WRONGTYPE
+            # for a key that another tool wrote with another type.
+            skipped += 1
+            _warn_skipped(skipped, f"skipped message {message_id}, which could not be read: {error}")
+    return infos, skipped
+
+
+def _warn_skipped(skipped: int, message: str) -> None:
+    if skipped <= MAX_SKIP_WARNINGS:
+        _print_warning(message)
+    if skipped == MAX_SKIP_WARNINGS:
+        _print_warning("not naming further skipped messages, only counting them")
 
 
 def _message_state(info: MessageInfo) -> str:
