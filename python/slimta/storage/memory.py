@@ -5,9 +5,15 @@ behave as production does. All sessions of one engine share its
 messages, and one lock per engine makes every call atomic, so sessions
 may be used from several threads.
 
-Every call costs O(1) or O(log n) in the number of stored messages, but
-a listing page also costs O(page size). Sorted indexes of the ids, the
-retry times and the locks let each page start where the last one ended.
+Every call costs O(1) or O(log n) in the number of stored messages,
+except the listings. Sorted indexes of the ids, the retry times and the
+locks let a page start where the last one ended in O(log n), then cost
+O(1) per id it passes. A page of active messages also unlocks the
+expired locks it passes, at O(log n) each, and passes at most
+max(page size, 256) of them, so one page never costs more than
+O((page size + 256) · log n). After many locks expired, a page may
+therefore hold fewer ids than asked for, or none, before the last page,
+as the spec allows.
 """
 
 from __future__ import annotations
@@ -30,6 +36,10 @@ from .session import Session
 __all__ = ["MemoryEngine", "MemorySession", "new"]
 
 Clock = Callable[[], float]
+
+# How many expired locks one page of active messages may pass before it
+# ends early, unless the page size is larger: then as many as the page size.
+EXPIRED_PER_PAGE = 256
 
 
 @dataclass
@@ -116,26 +126,36 @@ class _Store:
         message.lock_expires = self.clock() + length_ms / 1000
         message.lock_value = value
 
-    def active_ids(self, start: str | None, limit: int) -> list[str]:
-        """Return up to ``limit`` locked ids after ``start``, unlocking the expired locks on the way.
+    def active_page(self, start: str | None, count: int) -> tuple[list[str], str | None]:
+        """Return up to ``count`` locked ids after ``start``, and the id the next page starts after.
 
-        An expired lock never returns, as in Redis, so removing it changes
-        nothing a caller can see and keeps later pages short.
+        The id is None when the page reached the last lock. The expired
+        locks on the way are unlocked: an expired lock never returns, as in
+        Redis, so this changes nothing a caller can see and keeps later
+        pages short. The page ends early after max(count, EXPIRED_PER_PAGE)
+        of them, so its work is bounded however many locks expired.
         """
         found: list[str] = []
         expired: list[str] = []
+        passed = None
+        next_start = None
         for message_id in self.lock_index.iter_after(start):
-            if len(found) == limit:
+            locked = self.is_locked(self.messages[message_id])
+            full = len(found) == count if locked else len(expired) == max(count, EXPIRED_PER_PAGE)
+            if full:
+                # More locks follow, so the next page starts after the last id passed.
+                next_start = passed
                 break
-            if self.is_locked(self.messages[message_id]):
+            if locked:
                 found.append(message_id)
             else:
                 expired.append(message_id)
+            passed = message_id
 
         # After the loop, because the index must not change during it.
         for message_id in expired:
             self.set_lock(message_id, self.messages[message_id], None)
-        return found
+        return found, next_start
 
 
 class MemoryEngine:
@@ -203,8 +223,9 @@ class MemorySession(Session):
     def _do_get_active_messages_page(self, cursor: str | None, count: int, operation: str) -> Page:
         start = None if cursor is None else _cursor.position("active", cursor, operation)
         with self._store.mutex:
-            ids = self._store.active_ids(start, count + 1)
-        return _id_page("active", ids, count)
+            ids, next_start = self._store.active_page(start, count)
+        next_cursor = None if next_start is None else _cursor.make("active", next_start)
+        return Page(ids, next_cursor)
 
     def _do_claim_message_id(self) -> str:
         with self._store.mutex:
