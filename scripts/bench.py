@@ -4,8 +4,9 @@
 The default mode times one message's life cycle through the queue in
 several ways. slimta-storage runs it with its nine 1.0 calls and with
 its short life cycle. The baselines are the old implementation's command
-sequence, the same nine round trips with plain redis-py, one pipeline
-per life cycle, and python-slimta's RedisStorage.
+sequence, the nine commands that slimta-storage sends (SADD and eight
+EVALSHA of its scripts) replayed with plain redis-py, the same commands in
+one pipeline per life cycle, and python-slimta's RedisStorage.
 
 ``--scale`` stores a million small messages on each engine and times the
 listings. Both modes start their own redis-server on 127.0.0.1 and stop

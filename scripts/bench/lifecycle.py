@@ -29,7 +29,7 @@ VARIANTS = {
     "ours-1.0": "slimta-storage, 1.0 life cycle: nine session calls",
     "ours-short": "slimta-storage, short life cycle: store, check out, finish",
     "old-43": "old command sequence, one command at a time with redis-py",
-    "raw-nine": "the nine commands of the 1.0 life cycle, sent with plain redis-py",
+    "raw-nine": "the nine commands ours-1.0 sends, replayed with plain redis-py",
     "pipeline-1": "floor: the nine commands in one redis-py pipeline",
     "pipeline-32": "floor: 32 life cycles in one redis-py pipeline",
     "python-slimta": "python-slimta RedisStorage: write, get, remove",

@@ -265,6 +265,17 @@ def lifecycle_section(results: dict[str, Any]) -> str:
     )
     lines += _code("text", OLD_SEQUENCE)
     lines += _paragraph(
+        "``raw-nine`` replays the nine commands that ``ours-1.0`` sends, each in its own round trip,"
+        " with plain redis-py and no slimta-storage code: ``SADD`` of the id, then ``EVALSHA`` of"
+        " eight of the engine's own Lua scripts (``set_meta``, ``set_contents``, ``set_retry``,"
+        " ``lock``, ``get_meta``, ``get_contents``, ``unlock`` and ``delete``), loaded once before the"
+        " runs. So ``ours-1.0 / raw-nine`` measures what the library's Python code adds around the"
+        " same commands: argument checks, reply decoding and error handling. The server runs the"
+        " same commands in both. Neither is a sequence of plain Redis commands without scripts; that is"
+        " ``old-43``. ``pipeline-1`` and ``pipeline-32`` send the same nine commands per life cycle"
+        " in one pipeline."
+    )
+    lines += _paragraph(
         "The meta of every variant has eight well-known keys: ``timestamp``, ``attempts``,"
         " ``protocol``, ``ehlo``, ``ip``, ``sender``, ``recipients`` and ``receiver``."
         " python-slimta stores a pickled envelope instead, with the same body."

@@ -236,7 +236,13 @@ class _ReplyRecorder:
 
 
 class RawNine:
-    """The nine commands of the 1.0 life cycle, one round trip each, sent with plain redis-py."""
+    """The nine commands that ours-1.0 sends, one round trip each, replayed with plain redis-py.
+
+    They are SADD and EVALSHA of eight of the engine's own scripts. So this
+    variant measures the engine's commands without the library's Python
+    code around them: argument checks, reply decoding and error handling.
+    It is not a sequence of plain Redis commands without scripts.
+    """
 
     def __init__(self, port: int, size: int) -> None:
         self._client = _plain_client(port, OFFSETS["raw"])
