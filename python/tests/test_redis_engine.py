@@ -124,6 +124,24 @@ def test_offset_error_gives_limit(clean_redis: RedisServer, offset: int) -> None
         engine.connect()
 
 
+@pytest.mark.parametrize("offset", [0, 2])
+def test_too_few_databases_named(offset: int) -> None:
+    with RedisServer(config={"databases": "3"}) as server:
+        engine = redis_engine.new(server.host, server.port, offset)
+
+        with pytest.raises(InvalidArgument) as raised:
+            engine.connect()
+        engine.close()
+
+    message = str(raised.value)
+    assert raised.value.param == "offset"
+    assert "four databases from the offset" in message
+    assert "has only 3" in message
+    assert "databases setting" in message
+    assert f"raise databases to at least {offset + 4}" in message
+    assert "at most -" not in message
+
+
 def test_server_with_password_starts() -> None:
     with RedisServer(config={"requirepass": "s3cret"}) as server:
         assert server.client().ping()

@@ -158,9 +158,16 @@ class RedisEngine:
     def _offset_error(self, databases: int | None) -> InvalidArgument:
         last = self.offset + _DATABASES - 1
         server = f"{self.host}:{self.port}"
-        rule = f"the queue needs databases {self.offset} to {last}, which the server at {server} lacks"
-        if databases is not None:
-            rule += f"; it has {databases}, so use an offset of at most {databases - _DATABASES}"
+        rule = f"the queue needs four databases from the offset, {self.offset} to {last}"
+        if databases is None:
+            return InvalidArgument("offset", self.offset, f"{rule}, which the server at {server} lacks")
+
+        rule += f", and the server at {server} has only {databases} (its databases setting)"
+        if databases >= _DATABASES:
+            rule += f", so use an offset of at most {databases - _DATABASES}"
+            rule += f" or raise databases to at least {last + 1}"
+        else:
+            rule += f", so raise databases to at least {last + 1}"
         return InvalidArgument("offset", self.offset, rule)
 
 
