@@ -8,7 +8,9 @@ rule set with :meth:`FaultProxy.drop_reply` lets a chosen request reach
 the server and run, then closes the client's connection instead of
 forwarding the reply: the client cannot tell whether its command ran.
 :meth:`FaultProxy.drop_request` closes the connection before the request
-is forwarded, so the server never sees it.
+is forwarded, so the server never sees it. :meth:`FaultProxy.before`
+runs a function before a chosen request is forwarded, so a test can
+change the server's data between two requests of the engine.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class _Rule:
     nth: int
     seen: int = 0
     fired: bool = False
+    callback: Callable[[], object] | None = None
 
 
 def _parse(buffer: bytearray, start: int) -> tuple[Any, int] | None:
@@ -224,6 +227,8 @@ class FaultProxy:
         self.requests: Counter[bytes] = Counter()
         self.scripts: Counter[str] = Counter()
         self.loaded: Counter[str] = Counter()
+        # Exceptions that the functions of before() raised, for the test to check.
+        self.callback_errors: list[BaseException] = []
         self._rules: list[_Rule] = []
         self._pairs: list[_Pair] = []
         self._mutex = threading.Lock()
@@ -285,25 +290,51 @@ class FaultProxy:
         with self._mutex:
             self._rules.append(_Rule("request", matcher, nth))
 
+    def before(self, matcher: Matcher, callback: Callable[[], object], nth: int = 1) -> None:
+        """Call ``callback`` before the ``nth`` request that ``matcher`` matches is forwarded.
+
+        The request goes on to the server once ``callback`` returns. An
+        exception of ``callback`` is kept in ``callback_errors``. The rule
+        fires once.
+        """
+        with self._mutex:
+            self._rules.append(_Rule("call", matcher, nth, callback=callback))
+
     def fired(self) -> int:
         """Return how many rules have fired."""
         with self._mutex:
             return sum(rule.fired for rule in self._rules)
 
     def _decide(self, request: list[bytes]) -> str:
-        """Count ``request`` and return what to do with it: ``forward``, ``reply`` or ``request``."""
+        """Count ``request`` and return what to do with it: ``forward``, ``reply`` or ``request``.
+
+        The functions of the :meth:`before` rules that fire run first,
+        outside the mutex, so that they may take their time.
+        """
+        callbacks = []
         with self._mutex:
             action = "forward"
             for rule in self._rules:
                 if rule.fired or not rule.matcher(request):
                     continue
                 rule.seen += 1
-                if rule.seen == rule.nth and action == "forward":
+                if rule.seen != rule.nth:
+                    continue
+                if rule.callback is not None:
+                    rule.fired = True
+                    callbacks.append(rule.callback)
+                elif action == "forward":
                     rule.fired = True
                     action = rule.action
             if action != "request":
                 self._count(request)
-            return action
+
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception as error:  # kept in callback_errors for the test to check
+                self.callback_errors.append(error)
+        return action
 
     def _count(self, request: list[bytes]) -> None:
         verb = request[0].upper()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import multiprocessing
+import pickle
 import queue
 import random
 import threading
@@ -411,47 +412,106 @@ def test_lost_claim_registers_one_id(
         getattr(proxy, f"drop_{drop}")(command("SADD"))
         message_id = session.claim_message_id()
 
-    # The server ran one SADD whose reply was lost and one more with the
-    # same id, or only the second when the first never reached it.
-    forwarded = 2 if drop == "reply" else 1
+    # The SADD is never sent twice. After a lost reply the check finds the
+    # id registered. After a dropped request it does not, so the engine
+    # claims another id, and that SADD is the one the server ran.
     assert proxy.fired() == 1
-    assert proxy.requests[b"SADD"] == forwarded
+    assert proxy.requests[b"SADD"] == 1
+    assert proxy.requests[b"SISMEMBER"] == 1
     assert stored_ids(clean_redis) == {message_id}
 
 
-@pytest.mark.parametrize("drop", ["reply", "request"])
-def test_lost_store_stores_one_message(
-    drop: str, proxy: FaultProxy, proxied: RedisEngine, clean_redis: RedisServer
+def test_lost_store_reply_returns_id(
+    proxy: FaultProxy, proxied: RedisEngine, clean_redis: RedisServer
 ) -> None:
     with proxied.connect() as session:
-        getattr(proxy, f"drop_{drop}")(script("store"))
+        proxy.drop_reply(script("store"))
         message_id = session.store_message(OLD_META, OLD_CONTENTS, OLD_RETRY)
         meta = session.get_message_meta(message_id)
         contents = session.get_message_contents(message_id)
 
     assert proxy.fired() == 1
+    assert proxy.scripts[SCRIPTS["store"].sha] == 1
+    assert proxy.requests[b"SISMEMBER"] == 1
     assert stored_ids(clean_redis) == {message_id}
     assert key_counts(clean_redis) == [2, 1, 1, 0]
     assert meta == OLD_META
     assert contents == OLD_CONTENTS
 
 
-def test_store_fails_after_two_lost_replies(
+def assert_not_stored_error(error: StorageUnavailable, proxy: FaultProxy, operation: str) -> None:
+    assert_names_proxy(error, proxy, operation)
+    assert "not stored" in str(error)
+    assert "delivered and deleted" in str(error)
+    assert "not stored again" in str(error)
+
+
+def test_dropped_store_not_sent_again(
     proxy: FaultProxy, proxied: RedisEngine, clean_redis: RedisServer
 ) -> None:
-    # The engine sends a lost store once more, never twice. When the second
-    # reply is lost too, the caller gets the error, and the message the
-    # first request stored is complete.
     with proxied.connect() as session:
-        proxy.drop_reply(script("store"), nth=1)
-        proxy.drop_reply(script("store"), nth=2)
+        proxy.drop_request(script("store"))
+
+        with pytest.raises(StorageUnavailable) as raised:
+            session.store_message(OLD_META, OLD_CONTENTS, OLD_RETRY)
+
+    assert proxy.fired() == 1
+    assert_not_stored_error(raised.value, proxy, "store_message")
+    assert raised.value.message_ids is None
+    assert proxy.scripts[SCRIPTS["store"].sha] == 0
+    assert key_counts(clean_redis) == [0, 0, 0, 0]
+
+
+def delete_all_by_other_session(server: RedisServer) -> Callable[[], None]:
+    """Return a function that deletes every stored message, as another relayer that delivered them."""
+
+    def delete_all() -> None:
+        engine = redis_engine.new(server.host, server.port, OFFSET, socket_timeout=SOCKET_TIMEOUT)
+        with engine.connect() as other:
+            for message_id in other.get_all_messages():
+                assert other.finish_message(message_id) is True
+        engine.close()
+
+    return delete_all
+
+
+def test_lost_store_deleted_before_check(
+    proxy: FaultProxy, proxied: RedisEngine, clean_redis: RedisServer
+) -> None:
+    # The store ran and its reply was lost. Before the engine checks, another
+    # relayer delivers and deletes the message. Storing it again would
+    # bring it back and deliver it twice.
+    with proxied.connect() as session:
+        proxy.drop_reply(script("store"))
+        proxy.before(command("SISMEMBER"), delete_all_by_other_session(clean_redis))
+
+        with pytest.raises(StorageUnavailable) as raised:
+            session.store_message(OLD_META, OLD_CONTENTS, OLD_RETRY)
+
+    assert proxy.fired() == 2
+    assert proxy.callback_errors == []
+    assert_not_stored_error(raised.value, proxy, "store_message")
+    assert proxy.scripts[SCRIPTS["store"].sha] == 1
+    assert key_counts(clean_redis) == [0, 0, 0, 0]
+
+
+def test_store_check_fails_too(proxy: FaultProxy, proxied: RedisEngine, clean_redis: RedisServer) -> None:
+    # The store's reply is lost, and so are the replies of the check and of
+    # its one retry: the caller gets the error, the store is never sent
+    # again, and the message the first request stored is complete.
+    with proxied.connect() as session:
+        proxy.drop_reply(script("store"))
+        proxy.drop_reply(command("SISMEMBER"), nth=1)
+        proxy.drop_reply(command("SISMEMBER"), nth=2)
 
         with pytest.raises(StorageUnavailable) as raised:
             session.store_message(OLD_META, OLD_CONTENTS, OLD_RETRY)
 
     (message_id,) = stored_ids(clean_redis)
-    assert proxy.fired() == 2
+    assert proxy.fired() == 3
     assert_names_proxy(raised.value, proxy, "store_message")
+    assert "check" in str(raised.value)
+    assert proxy.scripts[SCRIPTS["store"].sha] == 1
     assert snapshot(clean_redis, message_id)["meta"] == OLD_META
     assert snapshot(clean_redis, message_id)["contents"] == OLD_CONTENTS
     assert key_counts(clean_redis) == [2, 1, 1, 0]
@@ -465,39 +525,133 @@ BULK = [
 ]
 
 
-@pytest.mark.parametrize("drop", ["reply", "request"])
 @pytest.mark.parametrize("nth", [1, 2, 3])
-def test_lost_bulk_store_stores_each_once(
-    drop: str, nth: int, proxy: FaultProxy, proxied: RedisEngine, clean_redis: RedisServer
+def test_lost_bulk_reply_returns_ids(
+    nth: int, proxy: FaultProxy, proxied: RedisEngine, clean_redis: RedisServer
 ) -> None:
-    # The pipeline is sent once more with the same ids, whether the server
-    # ran all of it (lost reply) or only the stores before the nth (lost
-    # request).
+    # The server ran the whole pipeline; the check finds every id stored.
     with proxied.connect() as session:
-        getattr(proxy, f"drop_{drop}")(script("store"), nth=nth)
+        proxy.drop_reply(script("store"), nth=nth)
         message_ids = session.store_messages(BULK)
         messages = session.get_messages(message_ids)
 
     assert proxy.fired() == 1
+    assert proxy.scripts[SCRIPTS["store"].sha] == 3
+    assert proxy.requests[b"SMISMEMBER"] == 1
     assert stored_ids(clean_redis) == set(message_ids)
     assert key_counts(clean_redis) == [2, 3, 3, 0]
     assert [messages[message_id].meta["index"] for message_id in message_ids] == ["0", "1", "2"]
 
 
-def test_bulk_store_fails_after_two_lost_replies(
+@pytest.mark.parametrize("nth", [1, 2, 3])
+def test_dropped_bulk_store_reports_stored(
+    nth: int, proxy: FaultProxy, proxied: RedisEngine, clean_redis: RedisServer
+) -> None:
+    # The server ran the stores before the nth only. The error names the
+    # stored ids, and the others are not sent again.
+    with proxied.connect() as session:
+        proxy.drop_request(script("store"), nth=nth)
+
+        with pytest.raises(StorageUnavailable) as raised:
+            session.store_messages(BULK)
+        message_ids = raised.value.message_ids
+        assert message_ids is not None
+        confirmed = [message_id for message_id in message_ids if message_id is not None]
+        messages = session.get_messages(confirmed) if confirmed else {}
+
+    stored_before = nth - 1
+    assert proxy.fired() == 1
+    assert_not_stored_error(raised.value, proxy, "store_messages")
+    assert len(message_ids) == 3
+    assert message_ids[stored_before:] == [None] * (3 - stored_before)
+    assert len(confirmed) == stored_before
+    assert stored_ids(clean_redis) == set(confirmed)
+    assert [messages[message_id].meta["index"] for message_id in confirmed] == [
+        str(index) for index in range(stored_before)
+    ]
+    assert key_counts(clean_redis) == [
+        2 if stored_before else 0,
+        stored_before,
+        stored_before,
+        0,
+    ]
+
+
+def delete_one_by_other_session(server: RedisServer, index: str) -> Callable[[], None]:
+    """Return a function that deletes the stored message whose meta ``index`` is ``index``."""
+
+    def delete_one() -> None:
+        engine = redis_engine.new(server.host, server.port, OFFSET, socket_timeout=SOCKET_TIMEOUT)
+        with engine.connect() as other:
+            found = other.get_messages(other.get_all_messages())
+            (message_id,) = [key for key, message in found.items() if message.meta["index"] == index]
+            assert other.finish_message(message_id) is True
+        engine.close()
+
+    return delete_one
+
+
+def test_lost_bulk_deleted_before_check(
+    proxy: FaultProxy, proxied: RedisEngine, clean_redis: RedisServer
+) -> None:
+    with proxied.connect() as session:
+        proxy.drop_reply(script("store"), nth=3)
+        proxy.before(command("SMISMEMBER"), delete_one_by_other_session(clean_redis, "1"))
+
+        with pytest.raises(StorageUnavailable) as raised:
+            session.store_messages(BULK)
+        message_ids = raised.value.message_ids
+
+    assert proxy.callback_errors == []
+    assert_not_stored_error(raised.value, proxy, "store_messages")
+    assert message_ids is not None
+    assert message_ids[1] is None
+    assert message_ids[0] is not None
+    assert message_ids[2] is not None
+    # The deleted message stays deleted: the stores are never sent twice.
+    assert proxy.scripts[SCRIPTS["store"].sha] == 3
+    assert stored_ids(clean_redis) == {message_ids[0], message_ids[2]}
+    assert key_counts(clean_redis) == [2, 2, 2, 0]
+
+
+def test_bulk_store_check_fails_too(
     proxy: FaultProxy, proxied: RedisEngine, clean_redis: RedisServer
 ) -> None:
     with proxied.connect() as session:
         proxy.drop_reply(script("store"), nth=1)
-        proxy.drop_reply(script("store"), nth=4)
+        proxy.drop_reply(command("SMISMEMBER"), nth=1)
+        proxy.drop_reply(command("SMISMEMBER"), nth=2)
 
         with pytest.raises(StorageUnavailable) as raised:
             session.store_messages(BULK)
 
-    assert proxy.fired() == 2
+    # The server stored all three, but the engine could confirm none.
+    assert proxy.fired() == 3
     assert_names_proxy(raised.value, proxy, "store_messages")
+    assert "check" in str(raised.value)
+    assert raised.value.message_ids == [None, None, None]
+    assert proxy.scripts[SCRIPTS["store"].sha] == 3
     assert len(stored_ids(clean_redis)) == 3
     assert key_counts(clean_redis) == [2, 3, 3, 0]
+
+
+def test_unavailable_message_ids_pickled(
+    proxy: FaultProxy, proxied: RedisEngine, clean_redis: RedisServer
+) -> None:
+    # A bulk error crosses process boundaries, as in a worker pool, with its ids.
+    with proxied.connect() as session:
+        proxy.drop_request(script("store"), nth=2)
+        with pytest.raises(StorageUnavailable) as raised:
+            session.store_messages(BULK)
+
+    copied = pickle.loads(pickle.dumps(raised.value))
+
+    assert type(copied) is StorageUnavailable
+    assert copied.message_ids == raised.value.message_ids
+    assert copied.message_ids is not None
+    assert copied.message_ids[0] in stored_ids(clean_redis)
+    assert (copied.host, copied.port, copied.operation) == (proxy.host, proxy.port, "store_messages")
+    assert str(copied) == str(raised.value)
 
 
 def fixed_ids(monkeypatch: pytest.MonkeyPatch, ids: Iterator[str]) -> None:
@@ -688,38 +842,52 @@ def test_client_kill_read_reconnects(read: Read, victim: RedisEngine, clean_redi
 
 
 @pytest.mark.parametrize("operation", ["claim_message_id", "store_message"])
-def test_client_kill_new_message_once(operation: str, victim: RedisEngine, clean_redis: RedisServer) -> None:
-    # The request never reached the server, so the one more try with the
-    # same id is the only one that registers it.
+def test_client_kill_new_message_once(
+    operation: str, victim: RedisEngine, clean_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The session finds its connection closed before it sends anything, so
+    # it reconnects, and the first request succeeds without a check.
+    caplog.set_level(logging.WARNING, logger="slimta.storage")
     with victim.connect() as session:
         session.get_all_messages()
         killed = kill_victims(clean_redis)
+        clean_redis.client().config_resetstat()
         if operation == "claim_message_id":
             message_id = session.claim_message_id()
         else:
             message_id = session.store_message(OLD_META, OLD_CONTENTS)
 
+    faults = [
+        record.getMessage()
+        for record in caplog.records
+        if "got no reply" in record.getMessage() or "once more" in record.getMessage()
+    ]
     assert killed == 1
     assert stored_ids(clean_redis) == {message_id}
+    assert faults == []
 
 
 @pytest.mark.parametrize("write", WRITES, ids=WRITE_IDS)
-def test_client_kill_write_fails_once(write: Write, victim: RedisEngine, clean_redis: RedisServer) -> None:
+def test_client_kill_write_reconnects(
+    write: Write, victim: RedisEngine, clean_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The server closed the connection between two calls: the write
+    # reconnects before it is sent, so it succeeds at once, and once.
+    caplog.set_level(logging.WARNING, logger="slimta.storage")
     with victim.connect() as session:
         message_id = stored_message(session, write.locked_before)
         before = snapshot(clean_redis, message_id)
         killed = kill_victims(clean_redis)
+        clean_redis.client().config_resetstat()
 
-        with pytest.raises(StorageUnavailable) as raised:
-            write.call(session, message_id)
-        after = snapshot(clean_redis, message_id)
         write.call(session, message_id)
-        repeated = snapshot(clean_redis, message_id)
+        after = snapshot(clean_redis, message_id)
 
+    reconnects = [record for record in caplog.records if "closed the connection" in record.getMessage()]
     assert killed == 1
-    assert raised.value.operation == write.operation
-    assert after == before
-    assert repeated == {**before, **write.changes}
+    assert after == {**before, **write.changes}
+    assert command_calls(clean_redis, "evalsha") + command_calls(clean_redis, "eval") == 1
+    assert len(reconnects) == 1
 
 
 # Racing relayers with owner locks that expire mid-work

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import gc
+import logging
 import os
 
 import pytest
 from conftest import OFFSET
 
-from slimta.storage import InvalidArgument, StorageUnavailable, open_engine
+from slimta.storage import InvalidArgument, Message, NewMessage, StorageUnavailable, open_engine
 from slimta.storage import redis as redis_engine
 from slimta.storage.testing import RedisServer
+
+MB = 1024 * 1024
 
 
 def fill_memory(server: RedisServer) -> None:
@@ -40,6 +43,53 @@ def test_full_server_still_drains(clean_redis: RedisServer) -> None:
             assert session.get_all_messages() == []
         finally:
             clean_redis.client().config_set("maxmemory", "0")
+
+
+def test_bulk_store_rejected_reports_stored(
+    clean_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The third message alone takes the server over maxmemory while Redis
+    # reads it, so Redis rejects its store after storing the first two.
+    caplog.set_level(logging.WARNING, logger="slimta.storage")
+    sizes = [1000, 1000, 32 * MB, 1000]
+    messages: list[NewMessage] = [
+        {"meta": {"index": str(index)}, "contents": bytes([65 + index]) * size}
+        for index, size in enumerate(sizes)
+    ]
+    engine = redis_engine.from_url(clean_redis.url(OFFSET))
+    admin = clean_redis.client()
+    with engine.connect() as session:
+        session.get_all_messages()
+        used = int(admin.info("memory")["used_memory"])
+        admin.config_set("maxmemory-policy", "noeviction")
+        admin.config_set("maxmemory", str(used + 16 * MB))
+        try:
+            with pytest.raises(StorageUnavailable) as raised:
+                session.store_messages(messages)
+        finally:
+            admin.config_set("maxmemory", "0")
+        message_ids = raised.value.message_ids
+        listed = set(session.get_all_messages())
+        assert message_ids is not None
+        confirmed = [message_id for message_id in message_ids if message_id is not None]
+        read = session.get_messages(confirmed)
+    engine.close()
+
+    warnings = [record.getMessage() for record in caplog.records if "rejected" in record.getMessage()]
+    assert raised.value.operation == "store_messages"
+    assert "maxmemory" in str(raised.value)
+    assert "messages[2]" in str(raised.value)
+    assert len(message_ids) == 4
+    assert message_ids[0] is not None
+    assert message_ids[1] is not None
+    assert message_ids[2] is None
+    # Each id in the error is stored whole, and every stored message has its id there.
+    assert listed == set(confirmed)
+    for index, message_id in enumerate(message_ids):
+        if message_id is not None:
+            assert read[message_id] == Message(messages[index]["meta"], messages[index]["contents"])
+    assert len(warnings) == 1
+    assert "messages[2]" in warnings[0]
 
 
 def test_fork_child_gets_own_connection(clean_redis: RedisServer) -> None:

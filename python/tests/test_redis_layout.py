@@ -6,6 +6,7 @@ so they see the bytes that other writers and readers of the layout see.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -20,6 +21,7 @@ from conftest import OFFSET
 from slimta.storage import Session, StorageUnavailable
 from slimta.storage import redis as redis_engine
 from slimta.storage.redis import RedisEngine
+from slimta.storage.redis import _session as redis_session
 from slimta.storage.testing import RedisServer
 
 LOCK_LENGTH = 30.0
@@ -446,3 +448,200 @@ def test_timeout_then_in_sync(own_server: RedisServer) -> None:
     assert meta == {"name": "second"}
     session.close()
     engine.close()
+
+
+# Writes that find the layout broken by another writer
+
+
+def break_key(raw: Callable[[int], redis.Redis], key: str) -> None:
+    """Put a string where the layout has the set or sorted set ``key``, keeping what it held."""
+    client = raw(OFFSET)
+    client.delete(key)
+    client.set(key, "not a collection")
+
+
+def assert_names_broken_key(error: StorageUnavailable, key: str, expected: str) -> None:
+    message = str(error)
+    assert "layout is broken" in message
+    assert f"{key} is a string, not a {expected}" in message
+
+
+@pytest.mark.parametrize(("key", "expected"), [("message_ids", "set"), ("retry_queue", "zset")])
+@pytest.mark.parametrize("retry", [None, 5.0], ids=["no_retry", "retry"])
+def test_store_broken_layout_writes_nothing(
+    raw: Callable[[int], redis.Redis], session: Session, key: str, expected: str, retry: float | None
+) -> None:
+    break_key(raw, key)
+    before = dump_all(raw)
+
+    with pytest.raises(StorageUnavailable) as raised:
+        session.store_message({"a": "1"}, b"body", retry)
+
+    assert raised.value.operation == "store_message"
+    assert_names_broken_key(raised.value, key, expected)
+    assert dump_all(raw) == before
+
+
+def test_bulk_store_broken_layout_writes_nothing(raw: Callable[[int], redis.Redis], session: Session) -> None:
+    break_key(raw, "retry_queue")
+    before = dump_all(raw)
+
+    with pytest.raises(StorageUnavailable) as raised:
+        session.store_messages([{"meta": {"a": "1"}, "contents": b"body", "retry": 5.0}] * 2)
+
+    assert raised.value.operation == "store_messages"
+    assert_names_broken_key(raised.value, "retry_queue", "zset")
+    assert raised.value.message_ids == [None, None]
+    assert dump_all(raw) == before
+
+
+# Writes that find retry_queue of the wrong type, with their error text for it.
+RETRY_QUEUE_WRITES: list[tuple[str, Callable[[Session, str], object]]] = [
+    ("set_message_retry", lambda s, m: s.set_message_retry(m, 9.0)),
+    ("delete_message", lambda s, m: s.delete_message(m)),
+    ("finish_message", lambda s, m: s.finish_message(m)),
+    ("defer_message", lambda s, m: s.defer_message(m, 9.0)),
+]
+
+
+@pytest.mark.parametrize(("method", "call"), RETRY_QUEUE_WRITES, ids=[m for m, _ in RETRY_QUEUE_WRITES])
+def test_broken_retry_queue_write_changes_nothing(
+    raw: Callable[[int], redis.Redis], session: Session, method: str, call: Callable[[Session, str], object]
+) -> None:
+    message_id = session.store_message({"a": "1"}, b"body")
+    assert session.lock_message(message_id, LOCK_LENGTH)
+    break_key(raw, "retry_queue")
+    before = dump_all(raw)
+
+    with pytest.raises(StorageUnavailable) as raised:
+        call(session, message_id)
+
+    assert raised.value.operation == method
+    assert "retry_queue is a string, not a zset" in str(raised.value)
+    assert dump_all(raw) == before
+
+
+def test_store_clears_leftover_keys(
+    raw: Callable[[int], redis.Redis], session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another writer deleted a message with this id but left its meta,
+    # contents, lock and retry time behind. A new message of the same id
+    # is exactly what was given.
+    leftover = "0a0b0c0d-0000-4000-8000-000000000001"
+    raw(OFFSET).zadd("retry_queue", {leftover: 7.0})
+    raw(OFFSET + 1).hset(leftover, mapping={"old": "1", "a": "old"})
+    raw(OFFSET + 2).set(leftover, b"old body")
+    raw(OFFSET + 3).set(leftover, "locked")
+    monkeypatch.setattr(redis_session.uuid, "uuid4", lambda: leftover)
+
+    message_id = session.store_message({"a": "1"}, b"new body")
+
+    assert message_id == leftover
+    assert raw(OFFSET + 1).hgetall(leftover) == {b"a": b"1"}
+    assert raw(OFFSET + 2).get(leftover) == b"new body"
+    assert raw(OFFSET + 3).exists(leftover) == 0
+    assert raw(OFFSET).zscore("retry_queue", leftover) is None
+    assert session.get_deferred_messages() == []
+    assert session.get_active_messages() == []
+
+
+# Messages that another writer stored with keys of the wrong type
+
+
+def store_three(session: Session) -> list[str]:
+    return session.store_messages(
+        [{"meta": {"index": str(index)}, "contents": b"body"} for index in range(3)]
+    )
+
+
+# The database after the offset, the part of the message kept there and its Redis type.
+MALFORMED_PARTS = [(1, "meta", "hash"), (2, "contents", "string")]
+
+
+@pytest.mark.parametrize("part_case", MALFORMED_PARTS, ids=[part for _, part, _ in MALFORMED_PARTS])
+def test_get_messages_skips_malformed(
+    raw: Callable[[int], redis.Redis],
+    session: Session,
+    caplog: pytest.LogCaptureFixture,
+    part_case: tuple[int, str, str],
+) -> None:
+    database, part, expected = part_case
+    caplog.set_level(logging.WARNING, logger="slimta.storage")
+    first, malformed, last = store_three(session)
+    raw(OFFSET + database).delete(malformed)
+    if part == "meta":
+        raw(OFFSET + database).set(malformed, "not a hash")
+    else:
+        raw(OFFSET + database).hset(malformed, "not", "a string")
+
+    messages = session.get_messages([first, malformed, last])
+
+    warnings = [record.getMessage() for record in caplog.records if malformed in record.getMessage()]
+    assert sorted(messages) == sorted([first, last])
+    assert messages[first].meta == {"index": "0"}
+    assert messages[last].meta == {"index": "2"}
+    assert len(warnings) == 1
+    assert f"its {part} key in database {OFFSET + database}" in warnings[0]
+    assert f"not a {expected}" in warnings[0]
+
+
+def test_get_message_malformed_names_key(raw: Callable[[int], redis.Redis], session: Session) -> None:
+    message_id = session.store_message({"a": "1"}, b"body")
+    raw(OFFSET + 1).delete(message_id)
+    raw(OFFSET + 1).set(message_id, "not a hash")
+
+    with pytest.raises(StorageUnavailable) as raised:
+        session.get_message(message_id)
+
+    message = str(raised.value)
+    assert raised.value.operation == "get_message"
+    assert message_id in message
+    assert "malformed" in message
+    assert f"meta key in database {OFFSET + 1} is a string, not a hash" in message
+
+
+# A server restart between two calls of a session
+
+
+# Writes that a session makes on its first call after the restart, on a
+# message stored after the restart.
+WRITES_AFTER_RESTART: list[tuple[str, Callable[[Session, str], object]]] = [
+    ("store_message", lambda s, m: s.store_message({"b": "2"}, b"second")),
+    ("set_message_meta", lambda s, m: s.set_message_meta(m, {"b": "2"})),
+    ("lock_message", lambda s, m: s.lock_message(m, LOCK_LENGTH)),
+    ("delete_message", lambda s, m: s.delete_message(m)),
+]
+
+
+@pytest.mark.parametrize(("method", "call"), WRITES_AFTER_RESTART, ids=[m for m, _ in WRITES_AFTER_RESTART])
+def test_first_write_after_restart(
+    own_server: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+    method: str,
+    call: Callable[[Session, str], object],
+) -> None:
+    engine = redis_engine.from_url(own_server.url(OFFSET), socket_timeout=2, socket_connect_timeout=2)
+    session = engine.connect()
+    session.get_all_messages()
+    other = redis_engine.from_url(own_server.url(OFFSET))
+
+    own_server.kill()
+    own_server.restart()
+    with other.connect() as writer:
+        message_id = writer.store_message({"a": "1"}, b"first")
+    caplog.set_level(logging.WARNING, logger="slimta.storage")
+    result = call(session, message_id)
+    listed = session.get_all_messages()
+    session.close()
+    engine.close()
+    other.close()
+
+    messages = [record.getMessage() for record in caplog.records]
+    assert [text for text in messages if "closed the connection" in text] != []
+    assert [text for text in messages if "got no reply" in text or "once more" in text] == []
+    if method == "store_message":
+        assert sorted(listed) == sorted([message_id, str(result)])
+    elif method == "delete_message":
+        assert listed == []
+    else:
+        assert listed == [message_id]

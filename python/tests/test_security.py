@@ -355,12 +355,17 @@ def test_password_never_shown(
         texts.append(repr(session))
         exercise_session(session)
         message_id = session.store_message({"sender": SECRET_META}, SECRET_CONTENTS)
-        # A lost connection: the read is sent again with a warning, the write fails.
+        # A lost connection: the session reconnects with a warning before the read.
         admin.client_kill_filter(user=RELAY)
         assert session.get_message_meta(message_id) == {"sender": SECRET_META}
+        # A lost connection whose reconnect is refused: the write fails.
+        admin.acl_setuser(RELAY, enabled=False)
         admin.client_kill_filter(user=RELAY)
-        with pytest.raises(StorageUnavailable) as lost:
-            session.set_message_meta(message_id, {"sender": SECRET_META})
+        try:
+            with pytest.raises(StorageUnavailable) as lost:
+                session.set_message_meta(message_id, {"sender": SECRET_META})
+        finally:
+            admin.acl_setuser(RELAY, enabled=True)
         with pytest.raises(MessageNotFound) as missing:
             session.get_message_contents(str(uuid.uuid4()))
     engine.close()

@@ -105,7 +105,16 @@ class StorageUnavailable(StorageError, ConnectionError):
 
     ``host``, ``port`` and ``operation`` name the server and the operation
     that failed, or are None when the engine does not know them. A write
-    that raised this error may or may not have been applied.
+    that raised this error may or may not have been applied, except a new
+    message: ``store_message`` and ``store_messages`` never send a store
+    twice, so a message they did not confirm stored is not stored.
+
+    ``message_ids`` is set by ``store_messages`` only: a list in the order
+    of its ``messages``, with the new id of each message confirmed stored
+    and None for each other message. A message with None was not stored,
+    or was stored and then delivered and deleted by another session, or
+    the check after a lost reply failed. The engine did not store it
+    again. Other operations leave ``message_ids`` None.
     """
 
     kind = "storage_unavailable"
@@ -117,17 +126,24 @@ class StorageUnavailable(StorageError, ConnectionError):
         host: str | None = None,
         port: int | None = None,
         operation: str | None = None,
+        message_ids: list[str | None] | None = None,
     ) -> None:
         super().__init__(message)
         self.host = host
         self.port = port
         self.operation = operation
+        self.message_ids = None if message_ids is None else list(message_ids)
 
     def __str__(self) -> str:
         return str(self.args[0])
 
     def __reduce__(self) -> tuple[Any, ...]:
-        fields = {"host": self.host, "port": self.port, "operation": self.operation}
+        fields = {
+            "host": self.host,
+            "port": self.port,
+            "operation": self.operation,
+            "message_ids": self.message_ids,
+        }
         return (_rebuild_unavailable, (self.args[0], fields))
 
 

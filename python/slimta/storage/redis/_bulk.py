@@ -6,10 +6,12 @@ import logging
 import uuid
 from typing import Any
 
+import redis.exceptions as redis_errors
+
 from .._errors import StorageUnavailable
 from .._records import Message
 from .._validate import CheckedMessage
-from ._codec import MESSAGE_IDS, RETRY_QUEUE, message, meta_pairs, score
+from ._codec import MALFORMED, MESSAGE_IDS, RETRY_QUEUE, malformed_reason, message, meta_pairs, score
 from ._link import Link, is_connection_fault
 
 __all__ = ["get_messages", "store_messages"]
@@ -21,43 +23,60 @@ log = logging.getLogger(__name__)
 # a billion, so a second pipeline is rare and a third means a fault.
 MAX_STORE_ROUNDS = 3
 
+OPERATION = "store_messages"
+
 Call = tuple[list[Any], list[Any]]
 
 
 def get_messages(link: Link, offset: int, message_ids: list[str]) -> dict[str, Message]:
-    """Read each message by get_message.lua, in one pipeline, and return those that are stored."""
+    """Read each message by get_message.lua, in one pipeline, and return those that are stored.
+
+    A malformed message is left out with a warning, so that it does not
+    keep the others from being read.
+    """
     calls: list[Call] = [([MESSAGE_IDS, message_id], [offset]) for message_id in message_ids]
     replies = link.script_batch("get_messages", "get_message", calls, retry=True)
-    return {
-        message_id: message(reply[1], reply[2])
-        for message_id, reply in zip(message_ids, replies, strict=True)
-        if reply[0] == 1
-    }
+
+    messages = {}
+    for message_id, reply in zip(message_ids, replies, strict=True):
+        if reply[0] == 1:
+            messages[message_id] = message(reply[1], reply[2])
+        elif reply[0] == MALFORMED:
+            log.warning("get_messages left out %s", malformed_reason(offset, message_id, reply))
+    return messages
 
 
 def store_messages(link: Link, offset: int, messages: list[CheckedMessage]) -> list[str]:
     """Store each message by store.lua under a new random id, in one pipeline, and return the ids.
 
-    A pipeline that fails with a connection fault is sent once more with
-    the same ids, so a lost reply never stores a message twice. A 0 reply
-    then means the first pipeline stored that message: no other writer can
-    know ids this random. A 0 reply to a first send means the id was taken,
+    No store is ever sent twice. After a connection fault the engine checks
+    which new ids are stored: when all are, the call succeeds, and
+    otherwise it raises :class:`StorageUnavailable` whose ``message_ids``
+    contains the stored ids and None for the others. An error reply to some
+    of the stores raises the same way. A 0 reply means the id was taken,
     and that message goes out again with a new id.
     """
     message_ids = [str(uuid.uuid4()) for _ in messages]
+    stored: list[str | None] = [None] * len(messages)
     pending = list(range(len(messages)))
     for _ in range(MAX_STORE_ROUNDS):
         calls = [_store_call(offset, message_ids[index], messages[index]) for index in pending]
-        replies, resent = _send_stores(link, calls)
-        taken = [index for index, stored in zip(pending, replies, strict=True) if not (stored or resent)]
+        replies = _send_stores(link, calls, pending, message_ids, stored)
+
+        rejected = _record_replies(replies, pending, message_ids, stored)
+        if rejected:
+            raise _rejected_error(link, stored, rejected) from rejected[0][1]
+
+        taken = [index for index, reply in zip(pending, replies, strict=True) if not reply]
         if not taken:
-            return message_ids
+            return [message_id for message_id in stored if message_id is not None]
         for index in taken:
             message_ids[index] = str(uuid.uuid4())
         pending = taken
 
     reason = f"its new random ids were stored already {MAX_STORE_ROUNDS} times in a row"
-    raise link.failure("store_messages", f"{reason}; check that no other writer copies this engine's ids")
+    reason += "; check that no other writer copies this engine's ids"
+    raise link.failure(OPERATION, reason, stored)
 
 
 def _store_call(offset: int, message_id: str, new: CheckedMessage) -> Call:
@@ -66,15 +85,88 @@ def _store_call(offset: int, message_id: str, new: CheckedMessage) -> Call:
     return keys, [offset, new.contents, retry, *meta_pairs(new.meta)]
 
 
-def _send_stores(link: Link, calls: list[Call]) -> tuple[list[Any], bool]:
-    """Send the stores, and once more after a connection fault.
+def _send_stores(
+    link: Link, calls: list[Call], pending: list[int], message_ids: list[str], stored: list[str | None]
+) -> list[Any]:
+    """Send the stores of the ``pending`` messages once, and return their replies.
 
-    Returns the replies and whether they are those of the second send.
+    A reply is 1, 0 or an error reply in its place. After a connection
+    fault it returns 1 for each message that the check finds stored, and
+    raises when any is not, with ``stored`` updated.
     """
     try:
-        return link.script_batch("store_messages", "store", calls), False
+        return link.script_batch(OPERATION, "store", calls, keep_errors=True)
     except StorageUnavailable as error:
         if not is_connection_fault(error):
+            error.message_ids = list(stored)
             raise
-        log.warning("store_messages of %d messages failed, sending them once more: %s", len(calls), error)
-        return link.script_batch("store_messages", "store", calls), True
+        fault = error
+
+    log.warning("%s of %d messages got no reply, checking which are stored: %s", OPERATION, len(calls), fault)
+    sent_ids = [message_ids[index] for index in pending]
+    flags = _check_stored(link, sent_ids, stored, fault)
+    for index, message_id, flag in zip(pending, sent_ids, flags, strict=True):
+        if flag:
+            stored[index] = message_id
+    if all(flags):
+        return [1] * len(calls)
+
+    missing = len(flags) - sum(flags)
+    reason = (
+        f"the connection failed before the reply came ({fault}), and {missing} of the {len(flags)} messages"
+        " sent are not stored: their stores did not run, or ran and another session has delivered and"
+        " deleted those messages since. They are not stored again, because that could deliver them twice."
+        " message_ids contains the id of each stored message and None for the others"
+    )
+    raise link.failure(OPERATION, reason, stored) from fault
+
+
+def _check_stored(
+    link: Link, sent_ids: list[str], stored: list[str | None], fault: StorageUnavailable
+) -> list[bool]:
+    """Return whether each id is in message_ids, read on a new connection after ``fault``."""
+    try:
+        flags = link.command(OPERATION, "SMISMEMBER", MESSAGE_IDS, *sent_ids, retry=True)
+    except StorageUnavailable as error:
+        reason = (
+            f"the request got no reply ({fault}), and the check which messages are stored failed too:"
+            f" {error}. message_ids contains the ids of the messages stored before the fault and None for"
+            " the others"
+        )
+        raise link.failure(OPERATION, reason, stored) from error
+    return [bool(flag) for flag in flags]
+
+
+def _record_replies(
+    replies: list[Any], pending: list[int], message_ids: list[str], stored: list[str | None]
+) -> list[tuple[int, Exception]]:
+    """Put the id of each stored message in ``stored``, and return the error replies by index."""
+    rejected: list[tuple[int, Exception]] = []
+    for index, reply in zip(pending, replies, strict=True):
+        if isinstance(reply, redis_errors.ResponseError):
+            rejected.append((index, reply))
+        elif reply:
+            stored[index] = message_ids[index]
+    return rejected
+
+
+def _rejected_error(
+    link: Link, stored: list[str | None], rejected: list[tuple[int, Exception]]
+) -> StorageUnavailable:
+    first_index, first_error = rejected[0]
+    error_text = str(first_error).rstrip(".")
+    count = sum(message_id is not None for message_id in stored)
+    log.warning(
+        "%s: Redis rejected %d stores, %d messages are stored; first error, of messages[%d]: %s",
+        OPERATION,
+        len(rejected),
+        count,
+        first_index,
+        first_error,
+    )
+    reason = (
+        f"Redis rejected the stores of {len(rejected)} of {len(stored)} messages, first that of"
+        f" messages[{first_index}]: {error_text}. {count} messages are stored; message_ids contains their ids"
+        " and None for the others"
+    )
+    return link.failure(OPERATION, reason, stored)

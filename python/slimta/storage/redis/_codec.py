@@ -11,10 +11,27 @@ from typing import Any
 
 from .._records import Message
 
-__all__ = ["MESSAGE_IDS", "RETRY_QUEUE", "decode", "encode", "message", "meta", "meta_pairs", "score"]
+__all__ = [
+    "MALFORMED",
+    "MESSAGE_IDS",
+    "RETRY_QUEUE",
+    "decode",
+    "encode",
+    "malformed_reason",
+    "message",
+    "meta",
+    "meta_pairs",
+    "score",
+]
 
 MESSAGE_IDS = b"message_ids"
 RETRY_QUEUE = b"retry_queue"
+
+# The first item of get_message.lua's reply for a message whose meta or
+# contents key has the wrong type.
+MALFORMED = 2
+# The database after the offset and the Redis type of each part of a message.
+_PARTS = {b"meta": (1, "hash"), b"contents": (2, "string")}
 
 
 def encode(text: str) -> bytes:
@@ -46,3 +63,14 @@ def meta(flat: list[bytes]) -> dict[str, str]:
 def message(flat_meta: list[bytes], contents: Any) -> Message:
     """Return the message of an HGETALL reply and a GET reply."""
     return Message(meta(flat_meta), contents)
+
+
+def malformed_reason(offset: int, message_id: str, reply: list[Any]) -> str:
+    """Describe the malformed message of a get_message.lua reply ``{2, part, type}``."""
+    part, found = reply[1], decode(reply[2])
+    database, expected = _PARTS[part]
+    return (
+        f"message {message_id!r} is malformed: its {decode(part)} key in database {offset + database}"
+        f" is a {found}, not a {expected}. Another writer broke the layout; slimta-storage check lists"
+        " such keys"
+    )

@@ -4,7 +4,9 @@ Every call is one round trip: one command, or one pipeline of commands
 sent before any reply is read. Errors of redis-py never leave this
 module. A connection or protocol fault becomes :class:`StorageUnavailable`
 naming the server and the operation, and the connection is dropped so
-the next call reconnects.
+the next call reconnects. Before each request the connection is checked
+without a round trip, so one that the server closed since the last call,
+such as by a restart, is replaced before anything is sent on it.
 """
 
 from __future__ import annotations
@@ -66,6 +68,36 @@ class Link:
             self._connection = self._borrow()
         return self._connection
 
+    def _live(self) -> Any:
+        """Return the connection, dropped first when the server closed it since the last request.
+
+        A socket that the server closed, as in a restart, polls as
+        readable and reads EOF. One poll() with no wait finds that out
+        without a round trip, and redis-py connects again as the request
+        is sent. Without the check the request would fail on the dead
+        socket, and a write that failed that way could not be sent again.
+        """
+        connection = self._current()
+        if getattr(connection, "_sock", None) is None:
+            return connection
+
+        try:
+            pending = connection.can_read(timeout=0)
+        except (redis_errors.ConnectionError, OSError) as error:
+            log.warning(
+                "Redis at %s:%d closed the connection, reconnecting: %s", self._host, self._port, error
+            )
+            connection.disconnect()
+            return connection
+
+        if pending:
+            # Bytes that no request waits for would be read as the reply of the next one.
+            log.warning(
+                "Redis at %s:%d sent data that no request waited for, reconnecting", self._host, self._port
+            )
+            connection.disconnect()
+        return connection
+
     def command(self, operation: str, *args: Any, retry: bool = False) -> Any:
         """Send one command and return its reply.
 
@@ -82,7 +114,7 @@ class Link:
             return self._command(operation, *args)
 
     def _command(self, operation: str, *args: Any) -> Any:
-        connection = self._current()
+        connection = self._live()
         try:
             connection.send_command(*args)
             return connection.read_response()
@@ -106,7 +138,7 @@ class Link:
         An error reply of one command is returned in its place as a
         redis-py ``ResponseError``, so the caller decides what it means.
         """
-        connection = self._current()
+        connection = self._live()
         try:
             connection.send_packed_command(connection.pack_commands(commands))
             replies = [self._read_reply(connection) for _ in commands]
@@ -154,23 +186,37 @@ class Link:
             return self._command(operation, "EVAL", script.source, len(keys), *keys, *args)
 
     def script_batch(
-        self, operation: str, name: str, calls: list[tuple[list[Any], list[Any]]], *, retry: bool = False
+        self,
+        operation: str,
+        name: str,
+        calls: list[tuple[list[Any], list[Any]]],
+        *,
+        retry: bool = False,
+        keep_errors: bool = False,
     ) -> list[Any]:
         """Run one Lua script once per (keys, args) entry, all in one pipeline, and return the replies.
 
         Entries that get NOSCRIPT are sent once more with EVAL in a second
         pipeline. An error reply of any entry raises
         :class:`StorageUnavailable` once every reply is read, when the
-        other entries may have run. ``retry`` means what it means for
-        :meth:`command`, for the whole batch.
+        other entries may have run. With ``keep_errors`` an error reply is
+        returned in its place as a redis-py ``ResponseError`` instead.
+        ``retry`` means what it means for :meth:`command`, for the whole
+        batch.
         """
         try:
-            return self._script_batch(operation, name, calls)
+            replies = self._script_batch(operation, name, calls)
         except StorageUnavailable as error:
             if not (retry and is_connection_fault(error)):
                 raise
             log.warning("%s failed, trying once more: %s", operation, error)
-            return self._script_batch(operation, name, calls)
+            replies = self._script_batch(operation, name, calls)
+
+        if not keep_errors:
+            for reply in replies:
+                if isinstance(reply, redis_errors.ResponseError):
+                    raise self.unavailable(operation, reply) from reply
+        return replies
 
     def _script_batch(self, operation: str, name: str, calls: list[tuple[list[Any], list[Any]]]) -> list[Any]:
         script = SCRIPTS[name]
@@ -184,10 +230,6 @@ class Link:
             resent = [("EVAL", script.source, *commands[index][2:]) for index in lost]
             for index, reply in zip(lost, self.pipeline(operation, resent), strict=True):
                 replies[index] = reply
-
-        for reply in replies:
-            if isinstance(reply, redis_errors.ResponseError):
-                raise self.unavailable(operation, reply) from reply
         return replies
 
     def unavailable(self, operation: str, error: BaseException, message: str = "") -> StorageUnavailable:
@@ -200,10 +242,17 @@ class Link:
                 message = f"{where} is unavailable during {operation}: {error}"
         return StorageUnavailable(message, host=self._host, port=self._port, operation=operation)
 
-    def failure(self, operation: str, reason: str) -> StorageUnavailable:
-        """Build the error for an operation that failed without an error of redis-py."""
+    def failure(
+        self, operation: str, reason: str, message_ids: list[str | None] | None = None
+    ) -> StorageUnavailable:
+        """Build the error for an operation that failed without an error of redis-py.
+
+        ``message_ids`` is for ``store_messages``, as :class:`StorageUnavailable` describes.
+        """
         message = f"{operation} on Redis at {self._host}:{self._port} failed: {reason}"
-        return StorageUnavailable(message, host=self._host, port=self._port, operation=operation)
+        return StorageUnavailable(
+            message, host=self._host, port=self._port, operation=operation, message_ids=message_ids
+        )
 
 
 def is_connection_fault(error: StorageUnavailable) -> bool:

@@ -2,9 +2,10 @@
 
 A round trip is one command, one Lua script called by its SHA1, or one
 pipeline of scripts for the bulk calls. A call waits for Redis a second
-time only to send a script again after NOSCRIPT, or to try once more
-after a connection fault. The paged listings are in ``_pages``, the bulk
-calls in ``_bulk``, and ``_codec`` turns text into the bytes Redis
+time only to send a script again after NOSCRIPT, to try a read once
+more after a connection fault, or to check whether a new id is stored
+after a connection fault. The paged listings are in ``_pages``, the
+bulk calls in ``_bulk``, and ``_codec`` turns text into the bytes Redis
 stores.
 """
 
@@ -13,7 +14,6 @@ from __future__ import annotations
 import logging
 import uuid
 import weakref
-from collections.abc import Callable
 from typing import Any
 
 from .._attempts import attempts_number
@@ -22,12 +22,34 @@ from .._records import Message, MessageInfo, Page
 from .._validate import LEGACY_LOCK_VALUE, CheckedMessage
 from ..session import Session
 from . import _bulk, _pages
-from ._codec import MESSAGE_IDS, RETRY_QUEUE, decode, encode, message, meta, meta_pairs, score
+from ._codec import (
+    MALFORMED,
+    MESSAGE_IDS,
+    RETRY_QUEUE,
+    decode,
+    encode,
+    malformed_reason,
+    message,
+    meta,
+    meta_pairs,
+    score,
+)
 from ._link import Link, is_connection_fault
 
 __all__ = ["RedisSession"]
 
 log = logging.getLogger(__name__)
+
+# How many new ids a claim or a store tries. A random UUID is stored
+# already with a chance far below one in a billion, so a third id means
+# a fault, such as another writer that copies this engine's ids.
+MAX_NEW_ID_ROUNDS = 3
+
+NOT_STORED = (
+    "the connection failed before the reply came ({fault}), and message {message_id} is not stored:"
+    " the store did not run, or it ran and another session has delivered and deleted the message since."
+    " It is not stored again, because that could deliver it twice"
+)
 
 
 def _lock_remaining(pttl: int) -> float | None:
@@ -73,46 +95,69 @@ class RedisSession(Session):
         return _pages.active_page(self._link, self._offset, operation, cursor, count)
 
     def _do_claim_message_id(self) -> str:
-        def register(message_id: str) -> int:
-            added: int = self._link.command("claim_message_id", "SADD", MESSAGE_IDS, message_id)
-            return added
+        operation = "claim_message_id"
+        fault: StorageUnavailable | None = None
+        for _ in range(MAX_NEW_ID_ROUNDS):
+            message_id = str(uuid.uuid4())
+            try:
+                if self._link.command(operation, "SADD", MESSAGE_IDS, message_id):
+                    return message_id
+            except StorageUnavailable as error:
+                if not is_connection_fault(error):
+                    raise
+                # A claimed id has no meta or contents yet, so when the SADD
+                # did not run, claiming another id loses nothing.
+                if self._is_stored(operation, message_id, error):
+                    return message_id
+                fault = error
 
-        return self._register_new_id("claim_message_id", register)
+        if fault is not None:
+            raise fault
+        raise self._ids_taken(operation)
 
     def _do_store_message(self, meta: dict[str, str], contents: bytes, retry: float | None) -> str:
         self._check_size(contents)
         args = [self._offset, contents, b"" if retry is None else score(retry), *meta_pairs(meta)]
-
-        def store(message_id: str) -> int:
+        operation = "store_message"
+        for _ in range(MAX_NEW_ID_ROUNDS):
+            message_id = str(uuid.uuid4())
             keys = [MESSAGE_IDS, RETRY_QUEUE, message_id]
-            stored: int = self._link.script("store_message", "store", keys, args)
-            return stored
+            try:
+                if self._link.script(operation, "store", keys, args):
+                    return message_id
+            except StorageUnavailable as error:
+                if not is_connection_fault(error):
+                    raise
+                # Never send the store again: between the first store and
+                # a second one, another relayer may deliver and delete the
+                # message, and the second store would bring it back.
+                if self._is_stored(operation, message_id, error):
+                    return message_id
+                reason = NOT_STORED.format(fault=error, message_id=message_id)
+                raise self._link.failure(operation, reason) from error
 
-        return self._register_new_id("store_message", store)
+        raise self._ids_taken(operation)
 
     def _do_store_messages(self, messages: list[CheckedMessage]) -> list[str]:
         for index, new in enumerate(messages):
             self._check_size(new.contents, f"messages[{index}]['contents']")
         return _bulk.store_messages(self._link, self._offset, messages)
 
-    def _register_new_id(self, operation: str, register: Callable[[str], int]) -> str:
-        """Register a new random id with ``register``, which returns 0 when it was taken.
+    def _is_stored(self, operation: str, message_id: str, fault: StorageUnavailable) -> bool:
+        """Check on a new connection whether a new id whose request got no reply is stored."""
+        log.warning("%s of %s got no reply, checking whether it is stored: %s", operation, message_id, fault)
+        try:
+            stored = self._link.command(operation, "SISMEMBER", MESSAGE_IDS, message_id, retry=True)
+        except StorageUnavailable as error:
+            reason = (
+                f"the request got no reply ({fault}), and the check whether {message_id} is stored failed too"
+            )
+            raise self._link.failure(operation, f"{reason}: {error}") from error
+        return bool(stored)
 
-        After a connection fault the same id is sent once more, so a lost
-        reply never registers two ids. A 0 then means the first request
-        did register it: no other writer can know an id this random.
-        """
-        while True:
-            message_id = str(uuid.uuid4())
-            try:
-                if register(message_id):
-                    return message_id
-            except StorageUnavailable as error:
-                if not is_connection_fault(error):
-                    raise
-                log.warning("%s of %s failed, sending it once more: %s", operation, message_id, error)
-                register(message_id)
-                return message_id
+    def _ids_taken(self, operation: str) -> StorageUnavailable:
+        reason = f"its new random ids were stored already {MAX_NEW_ID_ROUNDS} times in a row"
+        return self._link.failure(operation, f"{reason}; check that no other writer copies this engine's ids")
 
     def _check_size(self, contents: bytes, param: str = "contents") -> None:
         # NOTE: the limit is the one the engine read at its first connect,
@@ -149,8 +194,14 @@ class RedisSession(Session):
         return contents
 
     def _do_get_message(self, message_id: str) -> Message:
-        flat_meta, contents = self._run("get_message", "get_message", message_id, [], retry=True)
-        return message(flat_meta, contents)
+        keys = [MESSAGE_IDS, message_id]
+        reply = self._link.script("get_message", "get_message", keys, [self._offset], retry=True)
+        if reply[0] == 0:
+            raise MessageNotFound(message_id)
+        if reply[0] == MALFORMED:
+            reason = malformed_reason(self._offset, message_id, reply)
+            raise self._link.failure("get_message", reason)
+        return message(reply[1], reply[2])
 
     def _do_get_messages(self, message_ids: list[str]) -> dict[str, Message]:
         return _bulk.get_messages(self._link, self._offset, message_ids)
