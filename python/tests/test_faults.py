@@ -1292,6 +1292,33 @@ def test_bulk_store_over_limit_stores_none(small_bulk: Session, small_bulk_serve
     assert key_counts(small_bulk_server) == before
 
 
+def test_meta_value_over_bulk_limit(small_bulk: Session, small_bulk_server: RedisServer) -> None:
+    kept_id = small_bulk.store_message({"k": "v"}, b"kept")
+    before = key_counts(small_bulk_server)
+    long_value = "é" * (BULK_LIMIT // 2 + 1)  # two UTF-8 bytes each
+    calls = [
+        ("meta['note']", lambda: small_bulk.store_message({"note": long_value}, b"x")),
+        (
+            "messages[1]['meta']['note']",
+            lambda: small_bulk.store_messages(
+                [{"meta": {}, "contents": b"x"}, {"meta": {"note": long_value}, "contents": b"x"}]
+            ),
+        ),
+        ("meta['note']", lambda: small_bulk.set_message_meta(kept_id, {"note": long_value})),
+        ("value", lambda: small_bulk.set_message_meta_key(kept_id, "note", long_value)),
+    ]
+
+    for param, call in calls:
+        with pytest.raises(MessageTooLarge) as raised:
+            call()
+        assert raised.value.param == param
+        assert raised.value.size == BULK_LIMIT + 2
+
+    assert small_bulk.get_all_messages() == [kept_id]
+    assert small_bulk.get_message_meta(kept_id) == {"k": "v"}
+    assert key_counts(small_bulk_server) == before
+
+
 def test_set_contents_over_bulk_limit(small_bulk: Session, small_bulk_server: RedisServer) -> None:
     with_contents = small_bulk.store_message({"k": "v"}, b"old")
     claimed = small_bulk.claim_message_id()

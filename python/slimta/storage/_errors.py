@@ -55,12 +55,13 @@ class _SizeOnly(int):
 
 
 class MessageTooLarge(InvalidArgument):
-    """The contents are longer than the engine can store.
+    """The contents, or a meta value, are longer than the engine can store.
 
     Its error kind is ``invalid_argument``. ``size`` and ``limit`` are in
-    bytes, and ``param`` names the contents, such as
-    ``messages[2]['contents']`` in a bulk store. A mail server would reject such a message, for example with
-    SMTP reply 552. Nothing was stored.
+    bytes, and ``param`` names the value, such as
+    ``messages[2]['contents']`` in a bulk store or ``meta['note']``. A
+    mail server would reject such a message, for example with SMTP reply
+    552. Nothing was stored.
     """
 
     def __init__(self, size: int, limit: int, setting: str, param: str = "contents") -> None:
