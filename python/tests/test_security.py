@@ -508,6 +508,17 @@ def test_plain_url_against_tls_unavailable(tls_server: TlsServer) -> None:
     assert raised.value.port == tls_server.port
 
 
+def test_tls_url_against_plain_server_hints(clean_redis: RedisServer) -> None:
+    url = f"rediss://127.0.0.1:{clean_redis.port}/{OFFSET}?socket_timeout=1&socket_connect_timeout=1"
+    engine = open_engine(url)
+
+    with pytest.raises(StorageUnavailable) as raised:
+        engine.connect()
+
+    assert raised.value.operation == "connect"
+    assert "accepts TLS connections, or use redis://" in str(raised.value)
+
+
 def test_tls_untrusted_ca_unavailable(tls_server: TlsServer) -> None:
     url = f"rediss://127.0.0.1:{tls_server.port}/{OFFSET}?ssl_ca_certs={tls_server.other_ca_file}"
     engine = open_engine(url, socket_timeout=2, socket_connect_timeout=2)

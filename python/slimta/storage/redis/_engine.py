@@ -12,9 +12,9 @@ import redis.exceptions as redis_errors
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .._errors import InvalidArgument
+from .._errors import InvalidArgument, StorageUnavailable
 from .._validate import redact_url
-from ._link import Link
+from ._link import Link, is_connection_fault
 from ._scripts import SCRIPTS
 from ._session import RedisSession
 
@@ -112,6 +112,8 @@ class RedisEngine:
             try:
                 link = Link(probe_pool, self.host, self.port)
                 replies = link.pipeline("connect", commands)
+            except StorageUnavailable as error:
+                raise self._with_tls_hint(error) from error
             finally:
                 probe_pool.disconnect()
             *loads, check, config_reply = replies
@@ -145,6 +147,20 @@ class RedisEngine:
                 self.host,
                 self.port,
             )
+
+    def _with_tls_hint(self, error: StorageUnavailable) -> StorageUnavailable:
+        """Add to a failed first connection over TLS that the server may not speak TLS.
+
+        A plain server does not complete the TLS handshake, so the client
+        only sees a timeout or a reset, which hides the likely cause.
+        """
+        if not (self._tls and is_connection_fault(error)):
+            return error
+        hint = (
+            f"{error}. The engine uses TLS (rediss://): check that the server at {self.host}:{self.port}"
+            " accepts TLS connections, or use redis:// for a server without TLS"
+        )
+        return StorageUnavailable(hint, host=self.host, port=self.port, operation="connect")
 
     def _select_error(self, link: Link, error: Exception) -> Exception:
         last = self.offset + _DATABASES - 1
