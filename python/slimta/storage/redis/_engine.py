@@ -113,7 +113,9 @@ class RedisEngine:
                 link = Link(probe_pool, self.host, self.port)
                 replies = link.pipeline("connect", commands)
             except StorageUnavailable as error:
-                raise self._with_tls_hint(error) from error
+                if self._tls and is_connection_fault(error):
+                    raise self._with_tls_hint(error) from error
+                raise
             finally:
                 probe_pool.disconnect()
             *loads, check, config_reply = replies
@@ -154,8 +156,6 @@ class RedisEngine:
         A plain server does not complete the TLS handshake, so the client
         only sees a timeout or a reset, which hides the likely cause.
         """
-        if not (self._tls and is_connection_fault(error)):
-            return error
         hint = (
             f"{error}. The engine uses TLS (rediss://): check that the server at {self.host}:{self.port}"
             " accepts TLS connections, or use redis:// for a server without TLS"
