@@ -38,6 +38,7 @@ from slimta.storage import (
 from slimta.storage import redis as redis_engine
 from slimta.storage.redis import RedisEngine
 from slimta.storage.redis import _bulk as redis_bulk
+from slimta.storage.redis._bulk import CHECK_PAUSES
 from slimta.storage.redis._scripts import SCRIPTS
 from slimta.storage.testing import RedisServer
 
@@ -417,7 +418,7 @@ def test_lost_claim_registers_one_id(
     # claims another id, and that SADD is the one the server ran.
     assert proxy.fired() == 1
     assert proxy.requests[b"SADD"] == 1
-    assert proxy.requests[b"SISMEMBER"] == 1
+    assert proxy.requests[b"SMISMEMBER"] == 1
     assert stored_ids(clean_redis) == {message_id}
 
 
@@ -432,7 +433,7 @@ def test_lost_store_reply_returns_id(
 
     assert proxy.fired() == 1
     assert proxy.scripts[SCRIPTS["store"].sha] == 1
-    assert proxy.requests[b"SISMEMBER"] == 1
+    assert proxy.requests[b"SMISMEMBER"] == 1
     assert stored_ids(clean_redis) == {message_id}
     assert key_counts(clean_redis) == [2, 1, 1, 0]
     assert meta == OLD_META
@@ -483,7 +484,7 @@ def test_lost_store_deleted_before_check(
     # bring it back and deliver it twice.
     with proxied.connect() as session:
         proxy.drop_reply(script("store"))
-        proxy.before(command("SISMEMBER"), delete_all_by_other_session(clean_redis))
+        proxy.before(command("SMISMEMBER"), delete_all_by_other_session(clean_redis))
 
         with pytest.raises(StorageUnavailable) as raised:
             session.store_message(OLD_META, OLD_CONTENTS, OLD_RETRY)
@@ -496,25 +497,43 @@ def test_lost_store_deleted_before_check(
 
 
 def test_store_check_fails_too(proxy: FaultProxy, proxied: RedisEngine, clean_redis: RedisServer) -> None:
-    # The store's reply is lost, and so are the replies of the check and of
-    # its one retry: the caller gets the error, the store is never sent
-    # again, and the message the first request stored is complete.
+    # The store's reply is lost, and so are the replies of every try of the
+    # check: the caller gets the error with the id whose state is unknown,
+    # the store is never sent again, and the stored message is complete.
     with proxied.connect() as session:
         proxy.drop_reply(script("store"))
-        proxy.drop_reply(command("SISMEMBER"), nth=1)
-        proxy.drop_reply(command("SISMEMBER"), nth=2)
+        for nth in range(1, len(CHECK_PAUSES) + 1):
+            proxy.drop_reply(command("SMISMEMBER"), nth=nth)
 
         with pytest.raises(StorageUnavailable) as raised:
             session.store_message(OLD_META, OLD_CONTENTS, OLD_RETRY)
 
     (message_id,) = stored_ids(clean_redis)
-    assert proxy.fired() == 3
+    assert proxy.fired() == 1 + len(CHECK_PAUSES)
     assert_names_proxy(raised.value, proxy, "store_message")
-    assert "check" in str(raised.value)
+    assert "may or may not be stored" in str(raised.value)
+    assert ".." not in str(raised.value)
+    assert raised.value.unknown_ids == [message_id]
+    assert raised.value.message_ids is None
     assert proxy.scripts[SCRIPTS["store"].sha] == 1
     assert snapshot(clean_redis, message_id)["meta"] == OLD_META
     assert snapshot(clean_redis, message_id)["contents"] == OLD_CONTENTS
     assert key_counts(clean_redis) == [2, 1, 1, 0]
+
+
+def test_store_check_succeeds_late(proxy: FaultProxy, proxied: RedisEngine, clean_redis: RedisServer) -> None:
+    # As while a server restarts: the first tries of the check fail, and
+    # the last one finds the stored message, so the call succeeds.
+    with proxied.connect() as session:
+        proxy.drop_reply(script("store"))
+        for nth in range(1, len(CHECK_PAUSES)):
+            proxy.drop_reply(command("SMISMEMBER"), nth=nth)
+
+        message_id = session.store_message(OLD_META, OLD_CONTENTS, OLD_RETRY)
+
+    assert stored_ids(clean_redis) == {message_id}
+    assert proxy.scripts[SCRIPTS["store"].sha] == 1
+    assert proxy.requests[b"SMISMEMBER"] == len(CHECK_PAUSES)
 
 
 # store_messages: one pipeline of store.lua calls
@@ -619,17 +638,19 @@ def test_bulk_store_check_fails_too(
 ) -> None:
     with proxied.connect() as session:
         proxy.drop_reply(script("store"), nth=1)
-        proxy.drop_reply(command("SMISMEMBER"), nth=1)
-        proxy.drop_reply(command("SMISMEMBER"), nth=2)
+        for nth in range(1, len(CHECK_PAUSES) + 1):
+            proxy.drop_reply(command("SMISMEMBER"), nth=nth)
 
         with pytest.raises(StorageUnavailable) as raised:
             session.store_messages(BULK)
 
-    # The server stored all three, but the engine could confirm none.
-    assert proxy.fired() == 3
+    # The server stored all three, but the engine could confirm none, so
+    # it names all three as unknown.
+    assert proxy.fired() == 1 + len(CHECK_PAUSES)
     assert_names_proxy(raised.value, proxy, "store_messages")
-    assert "check" in str(raised.value)
+    assert "may or may not be stored" in str(raised.value)
     assert raised.value.message_ids == [None, None, None]
+    assert sorted(raised.value.unknown_ids) == sorted(stored_ids(clean_redis))
     assert proxy.scripts[SCRIPTS["store"].sha] == 3
     assert len(stored_ids(clean_redis)) == 3
     assert key_counts(clean_redis) == [2, 3, 3, 0]
@@ -648,6 +669,7 @@ def test_unavailable_message_ids_pickled(
 
     assert type(copied) is StorageUnavailable
     assert copied.message_ids == raised.value.message_ids
+    assert copied.unknown_ids == raised.value.unknown_ids
     assert copied.message_ids is not None
     assert copied.message_ids[0] in stored_ids(clean_redis)
     assert (copied.host, copied.port, copied.operation) == (proxy.host, proxy.port, "store_messages")

@@ -108,14 +108,20 @@ class StorageUnavailable(StorageError, ConnectionError):
     that failed, or are None when the engine does not know them. A write
     that raised this error may or may not have been applied, except a new
     message: ``store_message`` and ``store_messages`` never send a store
-    twice, so a message they did not confirm stored is not stored.
+    twice, and check after a lost reply whether the message is stored.
 
     ``message_ids`` is set by ``store_messages`` only: a list in the order
     of its ``messages``, with the new id of each message confirmed stored
     and None for each other message. A message with None was not stored,
     or was stored and then delivered and deleted by another session, or
-    the check after a lost reply failed. The engine did not store it
-    again. Other operations leave ``message_ids`` None.
+    its id is in ``unknown_ids``. The engine did not store it again.
+    Other operations leave ``message_ids`` None.
+
+    ``unknown_ids`` lists the new ids whose store got no reply and whose
+    check failed too, so their messages may or may not be stored. Once the
+    storage is back, read them with ``get_message``, and delete them before
+    storing those messages again, or they may be delivered twice. It is
+    empty for other errors.
     """
 
     kind = "storage_unavailable"
@@ -128,12 +134,14 @@ class StorageUnavailable(StorageError, ConnectionError):
         port: int | None = None,
         operation: str | None = None,
         message_ids: list[str | None] | None = None,
+        unknown_ids: list[str] | None = None,
     ) -> None:
         super().__init__(message)
         self.host = host
         self.port = port
         self.operation = operation
         self.message_ids = None if message_ids is None else list(message_ids)
+        self.unknown_ids = [] if unknown_ids is None else list(unknown_ids)
 
     def __str__(self) -> str:
         return str(self.args[0])
@@ -144,6 +152,7 @@ class StorageUnavailable(StorageError, ConnectionError):
             "port": self.port,
             "operation": self.operation,
             "message_ids": self.message_ids,
+            "unknown_ids": self.unknown_ids,
         }
         return (_rebuild_unavailable, (self.args[0], fields))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -14,7 +15,7 @@ from .._validate import CheckedMessage
 from ._codec import MALFORMED, MESSAGE_IDS, RETRY_QUEUE, malformed_reason, message, meta_pairs, score
 from ._link import Link, is_connection_fault
 
-__all__ = ["get_messages", "store_messages"]
+__all__ = ["check_stored", "get_messages", "store_messages", "unknown_error"]
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,11 @@ log = logging.getLogger(__name__)
 MAX_STORE_ROUNDS = 3
 
 OPERATION = "store_messages"
+
+# Pauses in seconds before each try of the check whether new ids are
+# stored, after a connection fault: a restarting server refuses
+# connections for a moment, often well under a second.
+CHECK_PAUSES = (0.0, 0.1, 0.5)
 
 Call = tuple[list[Any], list[Any]]
 
@@ -104,7 +110,11 @@ def _send_stores(
 
     log.warning("%s of %d messages got no reply, checking which are stored: %s", OPERATION, len(calls), fault)
     sent_ids = [message_ids[index] for index in pending]
-    flags = _check_stored(link, sent_ids, stored, fault)
+    try:
+        flags = check_stored(link, OPERATION, sent_ids)
+    except StorageUnavailable as error:
+        raise unknown_error(link, OPERATION, sent_ids, fault, error, message_ids=stored) from error
+
     for index, message_id, flag in zip(pending, sent_ids, flags, strict=True):
         if flag:
             stored[index] = message_id
@@ -113,28 +123,68 @@ def _send_stores(
 
     missing = len(flags) - sum(flags)
     reason = (
-        f"the connection failed before the reply came ({fault}), and {missing} of the {len(flags)} messages"
-        " sent are not stored: their stores did not run, or ran and another session has delivered and"
-        " deleted those messages since. They are not stored again, because that could deliver them twice."
-        " message_ids contains the id of each stored message and None for the others"
+        f"the connection failed before the reply came ({_clause(fault)}), and {missing} of the {len(flags)}"
+        " messages sent are not stored: their stores did not run, or ran and another session has delivered"
+        " and deleted those messages since. They are not stored again, because that could deliver them"
+        " twice. message_ids contains the id of each stored message and None for the others"
     )
     raise link.failure(OPERATION, reason, stored) from fault
 
 
-def _check_stored(
-    link: Link, sent_ids: list[str], stored: list[str | None], fault: StorageUnavailable
-) -> list[bool]:
-    """Return whether each id is in message_ids, read on a new connection after ``fault``."""
-    try:
-        flags = link.command(OPERATION, "SMISMEMBER", MESSAGE_IDS, *sent_ids, retry=True)
-    except StorageUnavailable as error:
-        reason = (
-            f"the request got no reply ({fault}), and the check which messages are stored failed too:"
-            f" {error}. message_ids contains the ids of the messages stored before the fault and None for"
-            " the others"
-        )
-        raise link.failure(OPERATION, reason, stored) from error
-    return [bool(flag) for flag in flags]
+def check_stored(link: Link, operation: str, message_ids: list[str]) -> list[bool]:
+    """Return whether each new id is in message_ids, asked on a new connection after a connection fault.
+
+    A server that restarts refuses connections for a moment, so the check
+    is tried once after each pause of :data:`CHECK_PAUSES`.
+
+    NOTE: the result is final only when the lost request can no longer
+    reach the server. A request held up in a proxy between the engine and
+    Redis can still run after the check and store a message that the
+    caller was told is not stored.
+
+    :raises StorageUnavailable: every try failed; the error of the last one.
+    """
+    for attempt, pause in enumerate(CHECK_PAUSES, 1):
+        time.sleep(pause)
+        try:
+            flags = link.command(operation, "SMISMEMBER", MESSAGE_IDS, *message_ids)
+            return [bool(flag) for flag in flags]
+        except StorageUnavailable as error:
+            if not is_connection_fault(error) or attempt == len(CHECK_PAUSES):
+                raise
+            log.warning(
+                "%s: checking whether the new ids are stored failed, trying again: %s", operation, error
+            )
+    raise AssertionError("unreachable: the last try returns or raises")
+
+
+def unknown_error(
+    link: Link,
+    operation: str,
+    unknown_ids: list[str],
+    fault: Exception,
+    error: Exception,
+    *,
+    message_ids: list[str | None] | None = None,
+) -> StorageUnavailable:
+    """Build the error for new ids whose store got no reply and whose check failed too.
+
+    ``message_ids`` is for store_messages, as :class:`StorageUnavailable` describes.
+    """
+    reason = (
+        f"the connection failed before the reply came ({_clause(fault)}), and the check whether the new"
+        f" ids are stored failed too ({_clause(error)}). Their messages may or may not be stored, and"
+        " unknown_ids lists the ids. Once the storage is back, read them with get_message, and"
+        " delete_message them before storing their messages again, or those may be delivered twice"
+    )
+    if message_ids is not None:
+        reason += ". message_ids contains the ids of the messages confirmed stored and None for the others"
+    return link.failure(operation, reason, message_ids, unknown_ids)
+
+
+def _clause(error: Exception) -> str:
+    """Return an error's text without a final period, to go inside a sentence."""
+    return str(error).rstrip(".")
 
 
 def _record_replies(

@@ -243,15 +243,25 @@ class Link:
         return StorageUnavailable(message, host=self._host, port=self._port, operation=operation)
 
     def failure(
-        self, operation: str, reason: str, message_ids: list[str | None] | None = None
+        self,
+        operation: str,
+        reason: str,
+        message_ids: list[str | None] | None = None,
+        unknown_ids: list[str] | None = None,
     ) -> StorageUnavailable:
         """Build the error for an operation that failed without an error of redis-py.
 
-        ``message_ids`` is for ``store_messages``, as :class:`StorageUnavailable` describes.
+        ``message_ids`` and ``unknown_ids`` are for the stores of new
+        messages, as :class:`StorageUnavailable` describes.
         """
         message = f"{operation} on Redis at {self._host}:{self._port} failed: {reason}"
         return StorageUnavailable(
-            message, host=self._host, port=self._port, operation=operation, message_ids=message_ids
+            message,
+            host=self._host,
+            port=self._port,
+            operation=operation,
+            message_ids=message_ids,
+            unknown_ids=unknown_ids,
         )
 
 

@@ -133,7 +133,7 @@ class RedisSession(Session):
                 # message, and the second store would bring it back.
                 if self._is_stored(operation, message_id, error):
                     return message_id
-                reason = NOT_STORED.format(fault=error, message_id=message_id)
+                reason = NOT_STORED.format(fault=str(error).rstrip("."), message_id=message_id)
                 raise self._link.failure(operation, reason) from error
 
         raise self._ids_taken(operation)
@@ -148,13 +148,10 @@ class RedisSession(Session):
         """Check on a new connection whether a new id whose request got no reply is stored."""
         log.warning("%s of %s got no reply, checking whether it is stored: %s", operation, message_id, fault)
         try:
-            stored = self._link.command(operation, "SISMEMBER", MESSAGE_IDS, message_id, retry=True)
+            (stored,) = _bulk.check_stored(self._link, operation, [message_id])
         except StorageUnavailable as error:
-            reason = (
-                f"the request got no reply ({fault}), and the check whether {message_id} is stored failed too"
-            )
-            raise self._link.failure(operation, f"{reason}: {error}") from error
-        return bool(stored)
+            raise _bulk.unknown_error(self._link, operation, [message_id], fault, error) from error
+        return stored
 
     def _ids_taken(self, operation: str) -> StorageUnavailable:
         reason = f"its new random ids were stored already {MAX_NEW_ID_ROUNDS} times in a row"
