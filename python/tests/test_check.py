@@ -884,8 +884,82 @@ def test_cli_repair_all_exit_zero(engine: RedisEngine, raw: Raw, capsys: pytest.
 
     assert status == 0
     assert "[removed]" in out
-    assert out.splitlines()[-1] == "repaired all 1 problems found"
+    assert out.splitlines()[-1] == "repaired the 1 problem found"
     assert again == 0
+
+
+def test_cli_stored_messages_count(engine: RedisEngine, capsys: pytest.CaptureFixture[str]) -> None:
+    with engine.connect() as session:
+        session.store_message({"timestamp": repr(time.time())}, b"body")
+
+    _, one, _ = run_cli(engine, capsys)
+    with engine.connect() as session:
+        session.store_message({"timestamp": repr(time.time())}, b"body")
+    _, two, _ = run_cli(engine, capsys)
+
+    assert one.splitlines()[0] == f"checked databases {OFFSET} to {OFFSET + 3}: 1 stored message"
+    assert two.splitlines()[0] == f"checked databases {OFFSET} to {OFFSET + 3}: 2 stored messages"
+
+
+def test_cli_summary_counts_repairable(
+    engine: RedisEngine, raw: Raw, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken_queue(raw)
+
+    status, out, _ = run_cli(engine, capsys)
+
+    assert status == 1
+    assert out.splitlines()[-1] == (
+        "10 problems found; run again with --repair to fix 6 of them, and add --repair-unknown-age"
+        " to delete the 1 incomplete message of unknown age too"
+    )
+
+
+@pytest.mark.parametrize(
+    ("finding", "summary"),
+    [
+        ("orphan", "1 problem found; run again with --repair to fix it"),
+        ("orphans", "2 problems found; run again with --repair to fix them"),
+        (
+            "unknown-age",
+            "1 problem found; run again with --repair --repair-unknown-age to delete the 1 incomplete"
+            " message of unknown age",
+        ),
+        ("foreign", "1 problem found, which --repair cannot fix; follow the advice above"),
+        ("overlap", "1 problem found, which --repair cannot fix; follow the advice above"),
+    ],
+)
+def test_cli_summary_without_repair(
+    engine: RedisEngine, raw: Raw, capsys: pytest.CaptureFixture[str], finding: str, summary: str
+) -> None:
+    if finding in ("orphan", "orphans"):
+        raw(1).hset(ORPHAN, "a", "b")
+    if finding == "orphans":
+        raw(2).set(ORPHAN, "body")
+    if finding == "unknown-age":
+        raw(0).sadd("message_ids", "claimed")
+    if finding == "foreign":
+        raw(0).set("foreign", "x")
+    if finding == "overlap":
+        raw(1).sadd("message_ids", uid("other-queue"))
+
+    status, out, _ = run_cli(engine, capsys)
+
+    assert status == 1
+    assert out.splitlines()[-1] == summary
+
+
+def test_cli_summary_after_repair(engine: RedisEngine, raw: Raw, capsys: pytest.CaptureFixture[str]) -> None:
+    raw(1).hset(ORPHAN, "a", "b")
+    raw(0).set("foreign", "x")
+    raw(0).set("another-foreign", "x")
+
+    repaired, _, _ = run_cli(engine, capsys, "--repair")
+    status, out, _ = run_cli(engine, capsys)
+
+    assert repaired == 1
+    assert status == 1
+    assert out.splitlines()[-1] == "2 problems found, which --repair cannot fix; follow the advice above"
 
 
 def test_cli_repair_leaves_foreign_exit_one(
@@ -1040,7 +1114,16 @@ def test_cli_unknown_age_needs_repair(engine: RedisEngine, capsys: pytest.Captur
     assert status == 2
     assert out == ""
     assert err.count("\n") == 1
-    assert "--repair" in err
+    assert err.startswith("slimta-storage: error: --repair-unknown-age needs --repair")
+    assert "repair_unknown_age" not in err
+
+
+def test_cli_unknown_age_checked_first(capsys: pytest.CaptureFixture[str]) -> None:
+    status = cli.main(["--engine", f"redis://127.0.0.1:{unused_port()}/0", "check", "--repair-unknown-age"])
+
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.startswith("slimta-storage: error: --repair-unknown-age needs --repair")
 
 
 def test_cli_memory_engine(capsys: pytest.CaptureFixture[str]) -> None:

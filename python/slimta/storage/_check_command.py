@@ -119,7 +119,15 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
         ),
     )
     parser.add_argument("--json", action="store_true", help="print a JSON object instead of text")
-    parser.set_defaults(handler=_run_check)
+    parser.set_defaults(handler=_run_check, usage_check=_check_usage)
+
+
+def _check_usage(args: argparse.Namespace) -> str | None:
+    if args.repair_unknown_age and not args.repair:
+        return (
+            "--repair-unknown-age needs --repair: pass both to also delete incomplete messages of unknown age"
+        )
+    return None
 
 
 def _parse_min_age(text: str) -> float:
@@ -188,7 +196,7 @@ def _run_check(session: Session, args: argparse.Namespace) -> int:
 
 def _report_lines(report: CheckReport) -> list[str]:
     first, last = report.offset, report.offset + 3
-    lines = [f"checked databases {first} to {last}: {report.stored_messages} stored messages"]
+    lines = [f"checked databases {first} to {last}: {_count(report.stored_messages, 'stored message')}"]
     lines += _incomplete_lines(report)
     lines += _orphan_lines(report)
     lines += _lock_lines(report)
@@ -314,15 +322,61 @@ def _layout_key_line(item: LayoutKey) -> str:
 
 
 def _summary(report: CheckReport) -> str:
+    found = f"{_count(report.found, 'problem')} found"
     if report.repair_rejected is not None:
-        return f"{report.found} problems found; the repair was rejected, so nothing was changed"
+        return f"{found}; the repair was rejected, so nothing was changed"
     if report.clean:
-        if report.repaired:
-            return f"repaired all {report.repaired} problems found"
-        return "no problems found"
+        return _clean_summary(report)
     if report.repairs is not None:
-        return f"{report.found} problems found, {report.repaired} repaired, {report.problems} remain"
-    return f"{report.found} problems found; run again with --repair to fix those that are safe to fix"
+        remain = "1 remains" if report.problems == 1 else f"{report.problems} remain"
+        return f"{found}, {report.repaired} repaired, {remain}"
+    if report.found == 0:
+        return "no problems found, but some checks were skipped, as listed above"
+    return f"{found}{_repair_advice(report)}"
+
+
+def _clean_summary(report: CheckReport) -> str:
+    if report.repaired == 1:
+        return "repaired the 1 problem found"
+    if report.repaired:
+        return f"repaired all {report.repaired} problems found"
+    return "no problems found"
+
+
+def _repair_advice(report: CheckReport) -> str:
+    """Say what a run with --repair would fix, or that it would fix nothing."""
+    safe, unknown_age = _repairable(report)
+    unknown_text = f"the {_count(unknown_age, 'incomplete message')} of unknown age"
+    if safe == 0 and unknown_age == 0:
+        return ", which --repair cannot fix; follow the advice above"
+    if safe == 0:
+        return f"; run again with --repair --repair-unknown-age to delete {unknown_text}"
+
+    fixed = "it" if report.found == 1 else "them"
+    if safe < report.found:
+        fixed = f"{safe} of them"
+    advice = f"; run again with --repair to fix {fixed}"
+    if unknown_age:
+        advice += f", and add --repair-unknown-age to delete {unknown_text} too"
+    return advice
+
+
+def _repairable(report: CheckReport) -> tuple[int, int]:
+    """Count the findings that --repair fixes, and those that only --repair-unknown-age adds.
+
+    While keys of an overlapping queue are found, the repair is rejected,
+    so it fixes nothing.
+    """
+    if report.overlap_keys:
+        return 0, 0
+    unknown_age = sum(1 for item in report.incomplete if item.age is None)
+    known_age = len(report.incomplete) - unknown_age
+    return known_age + len(report.orphans) + len(report.locks_without_expiry), unknown_age
+
+
+def _count(number: int, noun: str) -> str:
+    """Return ``number`` with ``noun``, adding an s unless the number is 1."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _shown(text: str) -> str:
