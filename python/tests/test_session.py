@@ -1349,6 +1349,38 @@ def test_context_manager_closes_on_error(kit: EngineKit) -> None:
     assert session.closed is True
 
 
+def test_enter_closed_session_raises(kit: EngineKit) -> None:
+    session = kit.connect()
+    session.close()
+
+    with pytest.raises(SessionClosed), session:
+        pytest.fail("the body ran on a closed session")
+
+
+def test_store_messages_log_counts(session: Session, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG", logger="slimta.storage.session")
+
+    session.store_messages([{"meta": {}, "contents": b"a"}])
+    session.store_messages([{"meta": {}, "contents": b"a"}, {"meta": {}, "contents": b"b"}])
+
+    assert "stored 1 message" in caplog.messages
+    assert "stored 2 messages" in caplog.messages
+
+
+def test_delete_log_memory_engine(caplog: pytest.LogCaptureFixture) -> None:
+    session = memory.new().connect()
+    stored = session.store_message({}, b"body")
+    caplog.set_level("DEBUG", logger="slimta.storage.session")
+
+    session.delete_message(stored)
+    session.delete_message(stored)
+
+    assert caplog.messages == [
+        f"deleted message {stored}",
+        f"message {stored} was not stored, so nothing was deleted",
+    ]
+
+
 def test_close_keeps_data(kit: EngineKit) -> None:
     session = kit.connect()
     message_id = session.claim_message_id()

@@ -14,7 +14,7 @@ from conftest import OFFSET, stored_state
 from hypothesis import given, settings
 from hypothesis.strategies import binary
 
-from slimta.storage import InvalidArgument, Session, StorageError, StorageUnavailable, memory
+from slimta.storage import InvalidArgument, Session, StorageError, StorageUnavailable, memory, open_engine
 from slimta.storage import redis as redis_engine
 from slimta.storage.testing import RedisServer
 
@@ -245,6 +245,32 @@ def test_lock_tiny_length_accepted(session: Session) -> None:
     assert session.lock_message(message_id, 1e-9) is True
 
 
+# The wording of bulk errors
+
+
+@pytest.mark.parametrize("method", ["get_messages", "store_messages"])
+def test_empty_batch_named_plainly(session: Session, method: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        getattr(session, method)([])
+
+    assert str(caught.value).endswith(", not an empty list")
+
+
+@pytest.mark.parametrize(
+    ("message", "keys"),
+    [
+        ({"contents": b"x"}, "it has only the key 'contents'"),
+        ({"meta": {}, "contents": b"x", "ttl": 5}, "it has the keys 'contents', 'meta', 'ttl'"),
+        ({}, "it has no keys"),
+    ],
+)
+def test_new_message_keys_named_plainly(session: Session, message: dict[str, Any], keys: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        session.store_messages([message])
+
+    assert str(caught.value).endswith(keys)
+
+
 # The exception classes
 
 
@@ -263,6 +289,45 @@ def test_invalid_caught_as_value_error(session: Session) -> None:
 
 def test_invalid_kind() -> None:
     assert InvalidArgument.kind == "invalid_argument"
+
+
+# The clock of the memory engine
+
+
+@pytest.mark.parametrize("clock", ["x", 5, 1.5])
+def test_memory_clock_not_callable(clock: Any) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        memory.new(clock)
+
+    check_rejected(caught.value, "clock", clock)
+
+
+@pytest.mark.parametrize("now", [NAN, INF, -INF, None, "1700000000", True])
+def test_memory_clock_bad_value(now: Any) -> None:
+    session = memory.new(lambda: now).connect()
+    message_id = session.claim_message_id()
+
+    with pytest.raises(InvalidArgument) as caught:
+        session.lock_message(message_id, 10)
+
+    assert caught.value.param == "clock() value"
+    assert caught.value.value is now
+
+
+def test_memory_nan_clock_locks_nothing() -> None:
+    now = [1_700_000_000.0]
+    session = memory.new(lambda: now[0]).connect()
+    message_id = session.claim_message_id()
+    now[0] = NAN
+
+    for _ in range(2):
+        with pytest.raises(InvalidArgument):
+            session.lock_message(message_id, 10)
+
+    now[0] = 1_700_000_000.0
+    assert session.get_active_messages() == []
+    assert session.lock_message(message_id, 10) is True
+    assert session.lock_message(message_id, 10) is False
 
 
 # The Redis engine's constructors, which validate without connecting
@@ -345,6 +410,66 @@ def test_redis_url_default_offset() -> None:
     engine = redis_engine.from_url("redis://127.0.0.1:1234")
 
     assert engine.offset == 0
+
+
+# open_engine checks what from_url would ignore
+
+BAD_ENGINE_URLS = [
+    pytest.param("redis://127.0.0.1:1/0#x", "fragment", id="fragment"),
+    pytest.param("redis://127.0.0.1:1/0?ssl_ca_certs=/ca.pem", "rediss://", id="ca-on-plain"),
+    pytest.param("redis://127.0.0.1:1/0?ssl_certfile=/c.pem", "rediss://", id="certfile-on-plain"),
+    pytest.param("redis://127.0.0.1:1/0?ssl_keyfile=/k.pem", "rediss://", id="keyfile-on-plain"),
+    pytest.param(
+        "rediss://127.0.0.1:1/0?ssl_ca_certs=/nonexistent/ca.pem", "/nonexistent/ca.pem", id="no-ca"
+    ),
+    pytest.param(
+        "rediss://127.0.0.1:1/0?ssl_certfile=/nonexistent/c.pem", "/nonexistent/c.pem", id="no-cert"
+    ),
+    pytest.param("rediss://127.0.0.1:1/0?ssl_keyfile=/nonexistent/k.pem", "/nonexistent/k.pem", id="no-key"),
+]
+
+
+@pytest.mark.parametrize(("url", "needle"), BAD_ENGINE_URLS)
+def test_open_engine_rejects(url: str, needle: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        open_engine(url)
+
+    assert caught.value.param == "url"
+    assert needle in caught.value.rule
+
+
+def test_open_engine_tls_option_rejected() -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        open_engine("redis://127.0.0.1:1/0", ssl_ca_certs="/ca.pem")
+
+    assert caught.value.param == "ssl_ca_certs"
+    assert "rediss://" in caught.value.rule
+
+
+def test_open_engine_missing_keyword_file() -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        open_engine("rediss://127.0.0.1:1/0", ssl_ca_certs="/nonexistent/ca.pem")
+
+    assert caught.value.param == "ssl_ca_certs"
+    assert "'/nonexistent/ca.pem' was not found" in caught.value.rule
+
+
+def test_open_engine_tls_files_present(tmp_path: Any) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not checked before connecting")
+
+    engine = open_engine(f"rediss://127.0.0.1:1/0?ssl_ca_certs={ca}")
+
+    assert "rediss://127.0.0.1:1/0" in repr(engine)
+
+
+def test_open_engine_fragment_hides_password() -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        open_engine(f"redis://u:{PASSWORD[:3]}#{PASSWORD[3:]}@127.0.0.1:1/0")
+
+    assert PASSWORD[:3] not in str(caught.value)
+    assert PASSWORD[3:] not in str(caught.value)
+    assert "%23" in caught.value.rule
 
 
 # Passwords stay out of reprs and errors

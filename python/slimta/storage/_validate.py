@@ -182,12 +182,22 @@ def new_message(value: Any, param: str) -> CheckedMessage:
         raise InvalidArgument(param, value, rule)
     keys = set(value)
     if not keys <= _NEW_MESSAGE_KEYS or not {"meta", "contents"} <= keys:
-        raise InvalidArgument(param, value, f"{rule}; it has {sorted(map(repr, keys))}")
+        raise InvalidArgument(param, value, f"{rule}, but {_describe_keys(keys)}")
     return CheckedMessage(
         meta(value["meta"], f"{param}['meta']"),
         contents(value["contents"], f"{param}['contents']"),
         optional_timestamp(value.get("retry"), f"{param}['retry']"),
     )
+
+
+def _describe_keys(keys: set[Any]) -> str:
+    """Name the keys of a mapping for an error, such as "it has the keys 'contents', 'ttl'"."""
+    names = sorted(repr(key) for key in keys)
+    if not names:
+        return "it has no keys"
+    if len(names) == 1:
+        return f"it has only the key {names[0]}"
+    return f"it has the keys {', '.join(names)}"
 
 
 def _batch(value: Any, param: str, what: str) -> list[Any]:
@@ -196,7 +206,7 @@ def _batch(value: Any, param: str, what: str) -> list[Any]:
     # One item past the limit is enough to reject the batch, however long it is.
     items = list(itertools.islice(value, MAX_BATCH + 1))
     if not 1 <= len(items) <= MAX_BATCH:
-        found = f"more than {MAX_BATCH}" if items else "none"
+        found = f"more than {MAX_BATCH}" if items else "an empty list"
         raise InvalidArgument(param, value, f"must hold 1 to {MAX_BATCH} {what}, not {found}")
     return items
 

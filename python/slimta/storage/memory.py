@@ -19,6 +19,7 @@ as the spec allows.
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 import time
 import uuid
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 
 from . import _cursor
 from ._attempts import ATTEMPTS_KEY, attempts_number, next_attempts
-from ._errors import MessageNotFound
+from ._errors import InvalidArgument, MessageNotFound
 from ._records import Message, MessageInfo, Page
 from ._sorted import Pair, SortedKeys, SortedPairs
 from ._validate import LEGACY_LOCK_VALUE, CheckedMessage
@@ -76,8 +77,23 @@ class _Store:
             raise MessageNotFound(message_id)
         return message
 
+    def now(self) -> float:
+        """Read the clock, which must return a finite number of UNIX seconds.
+
+        A NaN would compare as no lock ever being held, so every
+        lock_message would succeed.
+        """
+        value = self.clock()
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise InvalidArgument(
+                "clock() value",
+                value,
+                "the clock of a memory engine must return a finite number of UNIX seconds, like time.time",
+            )
+        return float(value)
+
     def is_locked(self, message: _Message) -> bool:
-        return message.lock_expires is not None and message.lock_expires > self.clock()
+        return message.lock_expires is not None and message.lock_expires > self.now()
 
     def holds_lock(self, message: _Message, owner: str | None) -> bool:
         """Tell whether ``owner`` may act on the message: None always may."""
@@ -97,12 +113,16 @@ class _Store:
         self.set_retry(message_id, message, retry)
         return message_id
 
-    def remove(self, message_id: str) -> None:
+    def remove(self, message_id: str) -> bool:
+        """Remove the message, returning False when the id was not stored."""
         message = self.messages.pop(message_id, None)
-        if message is not None:
-            self.all_ids.remove(message_id)
-            self.set_retry(message_id, message, None)
-            self.set_lock(message_id, message, None)
+        if message is None:
+            return False
+
+        self.all_ids.remove(message_id)
+        self.set_retry(message_id, message, None)
+        self.set_lock(message_id, message, None)
+        return True
 
     def set_retry(self, message_id: str, message: _Message, timestamp: float | None) -> None:
         if message.retry is not None:
@@ -121,9 +141,11 @@ class _Store:
             message.lock_expires = None
             return
 
+        # Read the clock first, so that a clock that fails changes nothing.
+        expires = self.now() + length_ms / 1000
         if message.lock_expires is None:
             self.lock_index.add(message_id)
-        message.lock_expires = self.clock() + length_ms / 1000
+        message.lock_expires = expires
         message.lock_value = value
 
     def active_page(self, start: str | None, count: int) -> tuple[list[str], str | None]:
@@ -162,7 +184,13 @@ class MemoryEngine:
     """An engine that keeps its queue in this process; create it with :func:`new`."""
 
     def __init__(self, clock: Clock | None = None) -> None:
-        self._store = _Store(clock or time.time)
+        if clock is not None and not callable(clock):
+            raise InvalidArgument(
+                "clock",
+                clock,
+                "must be None or a function that returns the time in UNIX seconds, such as time.time",
+            )
+        self._store = _Store(time.time if clock is None else clock)
 
     def __repr__(self) -> str:
         return f"<MemoryEngine with {len(self._store.messages)} messages>"
@@ -180,6 +208,10 @@ def new(clock: Clock | None = None) -> MemoryEngine:
 
     ``clock`` returns the current time in UNIX seconds and defaults to
     :func:`time.time`; tests pass their own to make locks expire at once.
+
+    :raises InvalidArgument: ``clock`` is not callable. A clock that
+        returns anything but a finite number makes the call that reads it
+        raise InvalidArgument.
     """
     return MemoryEngine(clock)
 
@@ -343,9 +375,9 @@ class MemorySession(Session):
             store.set_lock(message_id, message, None)
         return attempts_number(attempts)
 
-    def _do_delete_message(self, message_id: str) -> None:
+    def _do_delete_message(self, message_id: str) -> bool:
         with self._store.mutex:
-            self._store.remove(message_id)
+            return self._store.remove(message_id)
 
     def _do_describe_message(self, message_id: str) -> MessageInfo:
         store = self._store
@@ -355,5 +387,5 @@ class MemorySession(Session):
             remaining = None
             if store.is_locked(message):
                 assert message.lock_expires is not None
-                remaining = message.lock_expires - store.clock()
+                remaining = message.lock_expires - store.now()
             return MessageInfo(message_id, size, message.retry, remaining)

@@ -38,6 +38,11 @@ class Session(Listings):
         self._closed = False
 
     def __enter__(self) -> Session:
+        """Return the session, which must be open.
+
+        :raises SessionClosed: the session was closed.
+        """
+        self._check_open()
         return self
 
     def __exit__(
@@ -228,8 +233,13 @@ class Session(Listings):
         """
         self._check_open()
         checked_id = validate.message_id(message_id)
-        self._do_delete_message(checked_id)
-        log.debug("deleted message %s", checked_id)
+        stored = self._do_delete_message(checked_id)
+        if stored is None:
+            log.debug("deleted message %s if it was stored", checked_id)
+        elif stored:
+            log.debug("deleted message %s", checked_id)
+        else:
+            log.debug("message %s was not stored, so nothing was deleted", checked_id)
 
     def get_message(self, message_id: str) -> Message:
         """Read the meta and contents of a message in one step.
@@ -317,7 +327,7 @@ class Session(Listings):
         self._check_open()
         checked = validate.new_messages(messages)
         message_ids = self._do_store_messages(checked)
-        log.debug("stored %d messages", len(message_ids))
+        log.debug("stored %d message%s", len(message_ids), "" if len(message_ids) == 1 else "s")
         return message_ids
 
     def describe_message(self, message_id: str) -> MessageInfo:
@@ -375,7 +385,8 @@ class Session(Listings):
     def _do_unlock_message(self, message_id: str, owner: str | None) -> bool: ...
 
     @abc.abstractmethod
-    def _do_delete_message(self, message_id: str) -> None: ...
+    def _do_delete_message(self, message_id: str) -> bool | None:
+        """Delete the message, returning whether the id was stored, or None when the engine cannot tell."""
 
     @abc.abstractmethod
     def _do_describe_message(self, message_id: str) -> MessageInfo: ...

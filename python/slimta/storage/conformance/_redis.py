@@ -67,9 +67,10 @@ class RedisSide:
                     f" {self.host}:{self.port}: {error}"
                 ) from None
             if size:
+                noun = "key" if size == 1 else "keys"
                 raise RedisSideError(
                     f"database {self.offset + index} of the Redis server at {self.host}:{self.port} contains"
-                    f" {size} keys, but the runner needs databases {self.offset} to"
+                    f" {size} {noun}, but the runner needs databases {self.offset} to"
                     f" {self.offset + DATABASES - 1} empty, because it empties them between cases."
                     " Choose another offset or empty them first"
                 )

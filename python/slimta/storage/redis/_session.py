@@ -249,9 +249,9 @@ class RedisSession(Session):
         reply = self._run("defer_message", "defer", message_id, args, queue=True)
         return attempts_number(reply[1]) if reply[0] == 1 else None
 
-    def _do_delete_message(self, message_id: str) -> None:
+    def _do_delete_message(self, message_id: str) -> bool:
         keys = [MESSAGE_IDS, RETRY_QUEUE, message_id]
-        self._link.script("delete_message", "delete", keys, [self._offset])
+        return bool(self._link.script("delete_message", "delete", keys, [self._offset]) == 1)
 
     def _do_describe_message(self, message_id: str) -> MessageInfo:
         reply = self._run("describe_message", "describe", message_id, [], queue=True, retry=True)
