@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from conftest import OFFSET, EngineKit, corpus_files
 
-from slimta.storage import Session, StorageUnavailable, cli
+from slimta.storage import Session, StorageUnavailable, cli, memory
 from slimta.storage import redis as redis_engine
 from slimta.storage.testing import RedisServer
 
@@ -248,6 +248,30 @@ def test_store_null_sender_option(run: Runner, tmp_path: Path) -> None:
     assert run.meta(message_id)["sender"] == ""
 
 
+@pytest.mark.parametrize("recipient", ["", " ", "a@x\nb@y", "a@x\x7f"])
+def test_store_bad_recipient_rejected(run: Runner, tmp_path: Path, recipient: str) -> None:
+    path = write_message(tmp_path, PLAIN)
+
+    result = run("store", "--recipient", "a@x", "--recipient", recipient, path)
+
+    assert result.status == 2
+    assert result.out == b""
+    assert "argument --recipient: " in result.err
+    with run.kit.connect() as session:
+        assert session.get_all_messages() == []
+
+
+def test_store_bad_sender_rejected(run: Runner, tmp_path: Path) -> None:
+    path = write_message(tmp_path, PLAIN)
+
+    result = run("store", "--sender", "s@x\r\nRCPT TO:<b@y>", path)
+
+    assert result.status == 2
+    assert "argument --sender: " in result.err
+    with run.kit.connect() as session:
+        assert session.get_all_messages() == []
+
+
 def test_store_without_addresses_warns(run: Runner) -> None:
     path = corpus_files()[0].with_name("msg_11.txt")
 
@@ -322,6 +346,20 @@ class FakeStdin:
         self.buffer = io.BytesIO(contents)
 
 
+def test_store_stdin_twice_rejected(run: Runner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(sys, "stdin", FakeStdin(PLAIN))
+    path = write_message(tmp_path, PLAIN)
+
+    result = run("store", "-", path, "-")
+
+    assert result.status == 2
+    assert result.out == b""
+    assert result.err.count("\n") == 1
+    assert "- (standard input) is given 2 times" in result.err
+    with run.kit.connect() as session:
+        assert session.get_all_messages() == []
+
+
 def test_store_empty_file(run: Runner, tmp_path: Path) -> None:
     path = write_message(tmp_path, b"")
 
@@ -351,6 +389,40 @@ def test_store_retry_invalid(run: Runner, tmp_path: Path) -> None:
         result = run("store", "--retry", value, path)
         assert result.status == 2, value
         assert "seconds" in result.err
+
+
+def test_store_retry_beyond_year_9999(run: Runner, tmp_path: Path) -> None:
+    path = write_message(tmp_path, PLAIN)
+
+    for value in ("1e300", "inf", str(cli.LAST_ISO_TIMESTAMP)):
+        result = run("store", "--retry", value, path)
+        assert result.status == 2, value
+        assert "9999-12-31T23:59:59Z" in result.err
+    with run.kit.connect() as session:
+        assert session.get_all_messages() == []
+
+
+def test_store_retry_up_to_year_9999(run: Runner, tmp_path: Path) -> None:
+    path = write_message(tmp_path, PLAIN)
+    seconds = cli.LAST_ISO_TIMESTAMP - time.time() - 3600
+
+    run.store("--retry", repr(seconds), path)
+
+    entry = json.loads(run("list", "--json").out)[0]
+    assert entry["retry"].startswith("9999-12-31T")
+
+
+def test_list_shows_huge_retry_as_seconds(run: Runner, tmp_path: Path) -> None:
+    message_id = run.store(write_message(tmp_path, PLAIN))
+    with run.kit.connect() as session:
+        session.set_message_retry(message_id, 1e300)
+
+    row = run("list").lines[1].split()
+
+    assert row[3] == "1e+300"
+    assert "UNIX seconds for a time after the year 9999" in " ".join(
+        run("list", "--help").out.decode().split()
+    )
 
 
 def test_store_missing_file(run: Runner, tmp_path: Path) -> None:
@@ -398,6 +470,21 @@ def test_store_header_parser_crash(run: Runner, tmp_path: Path, monkeypatch: pyt
     assert "slimta-storage: warning: could not parse the headers of a message: parser bug\n" in result.err
     assert "Traceback" not in result.err
     assert run("cat", result.lines[0]).out == PLAIN
+
+
+def test_store_too_large_exits_one(tmp_path: Path) -> None:
+    path = write_message(tmp_path, PLAIN + b"x" * (1024 * 1024))
+
+    with RedisServer({"proto-max-bulk-len": "1mb"}) as server:
+        result = console("store", path, url=server.url(0))
+        stored = server.client(0).scard("message_ids")
+
+    errors = without_persistence_warning(result.stderr)
+    assert result.returncode == 1
+    assert result.stdout == b""
+    assert len(errors) == 1
+    assert "over the limit of 1048576 bytes" in errors[0]
+    assert stored == 0
 
 
 # list
@@ -505,7 +592,7 @@ def test_list_skips_wrong_type_message(redis_run: Runner, tmp_path: Path) -> Non
         f"slimta-storage: warning: skipped message {broken}, which could not be read"
     )
     assert "WRONGTYPE" in warnings[0]
-    assert warnings[1].startswith("slimta-storage: warning: skipped 1 stored messages that could not be read")
+    assert warnings[1].startswith("slimta-storage: warning: skipped 1 stored message that could not be read,")
 
 
 def test_list_json_skips_wrong_type(redis_run: Runner, tmp_path: Path) -> None:
@@ -634,9 +721,13 @@ def test_show_without_meta(run: Runner) -> None:
         message_id = session.claim_message_id()
 
     result = run("show", message_id)
+    as_json = run("show", "--json", message_id)
 
     assert result.status == 0
     assert result.out == b""
+    assert result.err == f"slimta-storage: warning: message {message_id} has no meta\n"
+    assert json.loads(as_json.out) == {"id": message_id, "meta": {}}
+    assert as_json.err == ""
 
 
 # cat and delete
@@ -670,6 +761,50 @@ def test_delete_twice(run: Runner, tmp_path: Path) -> None:
     assert first.status == 0
     assert second.status == 0
     assert run("cat", message_id).status == 1
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["bad-id-last", "bad-id-first"])
+def test_delete_checks_ids_first(run: Runner, tmp_path: Path, first: bool) -> None:
+    message_id = run.store(write_message(tmp_path, PLAIN))
+    ids = [message_id, "bad id"] if first else ["bad id", message_id]
+
+    result = run("delete", *ids)
+
+    assert result.status == 2
+    assert "'bad id'" in result.err
+    assert run("cat", message_id).status == 0
+
+
+def test_verbose_delete_unknown_id(capsys: pytest.CaptureFixture[str]) -> None:
+    engine = memory.new()
+    with engine.connect() as session:
+        stored = session.store_message({}, b"body")
+    unknown = str(uuid.uuid4())
+
+    status = cli.main(["-v", "delete", stored, unknown], engine=engine)
+
+    err = capsys.readouterr().err
+    assert status == 0
+    assert f"deleted message {stored}" in err
+    assert f"message {unknown} was not stored, so nothing was deleted" in err
+    assert f"deleted message {unknown}" not in err
+
+
+def test_verbose_delete_unknown_id_redis(
+    clean_redis: RedisServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    engine = redis_engine.new(clean_redis.host, clean_redis.port, OFFSET)
+    with engine.connect() as session:
+        stored = session.store_message({}, b"body")
+    unknown = str(uuid.uuid4())
+
+    status = cli.main(["-v", "delete", stored, unknown], engine=engine)
+
+    err = capsys.readouterr().err
+    engine.close()
+    assert status == 0
+    assert f"deleted message {stored}" in err
+    assert f"message {unknown} was not stored, so nothing was deleted" in err
 
 
 # errors
@@ -757,6 +892,30 @@ def test_engine_from_environment(
     }
 
 
+@pytest.mark.parametrize("kind", ["invalid", "offset", "unreachable"])
+def test_environment_url_named_in_errors(
+    clean_redis: RedisServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    urls = {
+        "invalid": ("http://localhost/", 2),
+        "offset": (clean_redis.url(14), 2),
+        "unreachable": (f"redis://127.0.0.1:{unused_port()}/0", 1),
+    }
+    url, expected = urls[kind]
+    monkeypatch.setenv("SLIMTA_STORAGE_URL", url)
+
+    from_environment = cli.main(["list"])
+    from_environment_err = capsys.readouterr().err
+    from_option = cli.main(["--engine", url, "list"])
+    from_option_err = capsys.readouterr().err
+
+    assert from_environment == expected
+    assert from_option == expected
+    assert from_environment_err.count("\n") == 1
+    assert "from the environment variable SLIMTA_STORAGE_URL" in from_environment_err
+    assert "SLIMTA_STORAGE_URL" not in from_option_err
+
+
 @pytest.mark.parametrize("url", ["http://localhost/", "memory://host", "redis://127.0.0.1:notaport/0"])
 def test_invalid_url(url: str, capsys: pytest.CaptureFixture[str]) -> None:
     status = cli.main(["--engine", url, "list"])
@@ -765,6 +924,35 @@ def test_invalid_url(url: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert status == 2
     assert captured.err.count("\n") == 1
     assert captured.err.startswith("slimta-storage: error: invalid url")
+
+
+@pytest.mark.parametrize(
+    ("query", "needle"),
+    [
+        ("#x", "fragment"),
+        ("?ssl_ca_certs=/ca.pem", "rediss://"),
+        ("?ssl_certfile=/cert.pem&ssl_keyfile=/key.pem", "rediss://"),
+    ],
+)
+def test_url_options_rejected(query: str, needle: str, capsys: pytest.CaptureFixture[str]) -> None:
+    status = cli.main(["--engine", f"redis://127.0.0.1:1/0{query}", "list"])
+
+    captured = capsys.readouterr()
+    assert status == 2
+    assert captured.err.count("\n") == 1
+    assert captured.err.startswith("slimta-storage: error: invalid url")
+    assert needle in captured.err
+
+
+def test_tls_missing_ca_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "missing-ca.pem"
+
+    status = cli.main(["--engine", f"rediss://127.0.0.1:1/0?ssl_ca_certs={missing}", "list"])
+
+    captured = capsys.readouterr()
+    assert status == 2
+    assert captured.err.count("\n") == 1
+    assert f"ssl_ca_certs file {str(missing)!r} was not found" in captured.err
 
 
 def test_offset_out_of_range(clean_redis: RedisServer, capsys: pytest.CaptureFixture[str]) -> None:
@@ -883,3 +1071,52 @@ def test_debug_logs_only_with_verbose(
     captured = capsys.readouterr()
     assert status == 0
     assert captured.err == ""
+
+
+# A reader that goes away, as with | head
+
+
+def console_to_closed_pipe(*args: str, url: str) -> tuple[int, list[str]]:
+    """Run the console script with its stdout on a pipe whose reader has already gone away.
+
+    Returns the exit status and the lines of stderr, less the persistence warning.
+    """
+    environment = {**os.environ, "SLIMTA_STORAGE_URL": url}
+    command = [sys.executable, "-m", "slimta.storage", *args]
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        result = subprocess.run(
+            command, env=environment, stdout=writer, stderr=subprocess.PIPE, timeout=60, check=False
+        )
+    finally:
+        os.close(writer)
+    return result.returncode, without_persistence_warning(result.stderr)
+
+
+def test_closed_pipe_exit_status(clean_redis: RedisServer, tmp_path: Path) -> None:
+    url = clean_redis.url(OFFSET)
+    path = write_message(tmp_path, PLAIN)
+    message_id = console("store", path, url=url).stdout.decode().strip()
+
+    for args in (
+        ["list"],
+        ["list", "--json"],
+        ["show", message_id],
+        ["cat", message_id],
+        ["check"],
+        ["--help"],
+    ):
+        status, errors = console_to_closed_pipe(*args, url=url)
+        assert status == cli.EXIT_BROKEN_PIPE, args
+        assert errors == [], args
+
+
+def test_closed_pipe_store_keeps_nothing(clean_redis: RedisServer, tmp_path: Path) -> None:
+    path = write_message(tmp_path, PLAIN)
+
+    status, errors = console_to_closed_pipe("store", path, url=clean_redis.url(OFFSET))
+
+    assert status == cli.EXIT_BROKEN_PIPE
+    assert errors == []
+    assert key_counts(clean_redis) == [0, 0, 0, 0]

@@ -22,15 +22,19 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _check_command, conformance
-from ._errors import InvalidArgument, MessageNotFound, StorageError, StorageUnavailable
+from . import _validate as validate
+from ._errors import InvalidArgument, MessageNotFound, MessageTooLarge, StorageError, StorageUnavailable
 from ._escape import escape_text as _escape_text
 from ._url import Engine, open_engine
 from ._version import SPEC_VERSION, __version__
 from .redis._link import is_connection_fault
 from .session import MessageInfo, Session
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 __all__ = ["main"]
 
@@ -43,6 +47,13 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+# 128 + SIGPIPE, the status that a shell reports for a program killed by
+# SIGPIPE, such as cat in "cat big | head". Python ignores SIGPIPE, so the
+# command returns this status itself when its standard output is closed.
+EXIT_BROKEN_PIPE = 141
+
+# 9999-12-31T23:59:59Z, the last second that datetime, and so list, can show as an ISO 8601 time.
+LAST_ISO_TIMESTAMP = 253_402_300_799.0
 
 SENDER_HEADERS = ("Return-Path", "Sender", "From")
 RECIPIENT_HEADERS = ("To", "Cc", "Bcc")
@@ -63,7 +74,23 @@ class _RawHeaderPolicy(email.policy.Compat32):
 
 _RAW_HEADERS = _RawHeaderPolicy()
 
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser that lets a failed write of --help or --version reach :func:`main`.
+
+    argparse ignores an OSError when it prints, so with unbuffered output,
+    as under PYTHONUNBUFFERED=1, "--help | head" would exit with 0
+    while every sub-command exits with EXIT_BROKEN_PIPE.
+    """
+
+    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
+        if message:
+            (file or sys.stderr).write(message)
+
+
 Handler = Callable[[Session, argparse.Namespace], int]
+# Returns the usage error of a sub-command's options, or None. It runs before the engine is opened.
+UsageCheck = Callable[[argparse.Namespace], str | None]
 
 
 class _UsageError(Exception):
@@ -72,6 +99,22 @@ class _UsageError(Exception):
 
 class _CommandError(Exception):
     """A sub-command failure other than a storage error, which exits with status 1."""
+
+
+class _EngineUrlError(Exception):
+    """An error of opening the engine that SLIMTA_STORAGE_URL names, with the exit status of its cause."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class _EngineUrl:
+    """The engine URL, and whether it came from SLIMTA_STORAGE_URL rather than --engine."""
+
+    text: str
+    from_environment: bool
 
 
 @dataclass(frozen=True)
@@ -100,14 +143,27 @@ def main(argv: Sequence[str] | None = None, *, engine: Engine | None = None) -> 
     and parser in :mod:`slimta.storage.conformance`.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        return _main(argv, engine)
+    except BrokenPipeError:
+        # The reader of stdout went away during --help, or during conformance
+        # in a way that its own error handling let through.
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: list[str], engine: Engine | None) -> int:
     if argv[:1] == ["conformance"]:
-        return conformance.main(argv[1:])
+        status = conformance.main(argv[1:])
+        sys.stdout.flush()
+        return status
 
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as stop:
         # argparse exits after --help, --version and usage errors.
+        sys.stdout.flush()
         return stop.code if isinstance(stop.code, int) else EXIT_USAGE
 
     with _logging_to_stderr(getattr(args, "verbose", False)):
@@ -117,7 +173,7 @@ def main(argv: Sequence[str] | None = None, *, engine: Engine | None = None) -> 
 def build_parser() -> argparse.ArgumentParser:
     """Build the parser of the command line, with one sub-parser per sub-command."""
     common = _common_options()
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description=(
             "Store, list, show, print and delete the messages of a slimta mail queue, and check a"
@@ -153,9 +209,11 @@ There is no default engine: pass --engine or set {URL_VARIABLE}.
 {PROG} conformance [options] checks a binding against the conformance
 vectors; see {PROG} conformance --help.
 
-exit status: 0 on success, 1 when an operation failed, 2 on a usage error
-such as a missing engine, an invalid URL or an invalid message id. check
-also exits with 1 when problems remain in the queue.
+exit status: 0 on success, 1 when an operation failed, such as a message
+larger than the server accepts, 2 on a usage error such as a missing
+engine, an invalid URL or an invalid message id, and 141 (128 + SIGPIPE)
+when standard output was closed early, as by "| head". check also exits
+with 1 when problems remain in the queue.
 """
 
 
@@ -194,7 +252,8 @@ def _add_store(commands: Any, common: argparse.ArgumentParser) -> None:
         help="store files as new messages and print their ids",
         description=(
             "Store each FILE, byte for byte, as one new message and print its id, one line per file"
-            " in order. A FILE of - reads standard input. The envelope addresses that --sender and"
+            " in order. A FILE of - reads standard input, which may be given once. The envelope"
+            " addresses that --sender and"
             " --recipient do not give come from the headers: the sender from Return-Path, else Sender,"
             " else From, and the recipients from To, Cc and Bcc. A message without such addresses is stored"
             " anyway, with an empty sender or no recipients and a warning. The command stops at"
@@ -204,22 +263,29 @@ def _add_store(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="a message file, or - for standard input")
     parser.add_argument(
-        "--sender", metavar="ADDR", help="the envelope sender; an empty ADDR is the null sender"
+        "--sender",
+        metavar="ADDR",
+        type=_parse_sender,
+        help="the envelope sender; an empty ADDR ('') is the null sender <> of bounces",
     )
     parser.add_argument(
         "--recipient",
         metavar="ADDR",
         dest="recipients",
         action="append",
-        help="an envelope recipient; repeat the option for several",
+        type=_parse_recipient,
+        help="an envelope recipient, not empty; repeat the option for several",
     )
     parser.add_argument(
         "--retry",
         metavar="SECONDS",
-        type=_parse_seconds,
-        help="defer the messages: set their retry time to SECONDS from now",
+        type=_parse_retry,
+        help=(
+            "defer the messages: set their retry time to SECONDS from now, at most"
+            " 9999-12-31T23:59:59Z, the last time that list shows in ISO 8601"
+        ),
     )
-    parser.set_defaults(handler=_run_store)
+    parser.set_defaults(handler=_run_store, usage_check=_check_store_usage)
 
 
 def _add_list(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -230,7 +296,8 @@ def _add_list(commands: Any, common: argparse.ArgumentParser) -> None:
         description=(
             "List every message, sorted by id: its id, state, size in bytes, retry time and lock."
             " STATE is active (locked), deferred (has a retry time) or incoming (neither). RETRY"
-            " is an ISO 8601 time in UTC; LOCK is the seconds until the lock expires, or inf for"
+            " is an ISO 8601 time in UTC, or UNIX seconds for a time after the year 9999, which"
+            " store --retry never sets. LOCK is the seconds until the lock expires, or inf for"
             " a lock without expiry. A - stands for none. In JSON, retry_timestamp is in UNIX"
             " seconds, and lock_remaining is null for a lock without expiry. A message that"
             " cannot be read, such as one whose id is not valid or whose keys another tool wrote"
@@ -249,7 +316,8 @@ def _add_show(commands: Any, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="print the meta of a message",
         description=(
-            "Print the meta of a message, one 'key: value' line per key, sorted by key. Recipients"
+            "Print the meta of a message, one 'key: value' line per key, sorted by key, or a"
+            " warning on stderr when it has no meta. Recipients"
             " are shown separated by ', '. Backslashes and characters that are not printable are"
             " shown as Python escapes, such as \\n or \\x01; bytes that are not valid UTF-8 are"
             " shown as \\xNN. With --json, the values are printed as stored, recipients in their"
@@ -280,21 +348,61 @@ def _add_delete(commands: Any, common: argparse.ArgumentParser) -> None:
         description=(
             "Delete each message with its meta, contents, retry time and lock. Like Postfix's"
             " postsuper -d, it prints nothing, and an id that is not stored is ignored, so"
-            " deleting a message twice is not an error."
+            " deleting a message twice is not an error. Every id is checked first, so an invalid"
+            " id deletes nothing."
         ),
     )
     parser.add_argument("message_ids", nargs="+", metavar="ID", help="a message id")
     parser.set_defaults(handler=_run_delete)
 
 
-def _parse_seconds(text: str) -> float:
+def _parse_retry(text: str) -> float:
     try:
         seconds = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid number of seconds: {text!r}") from None
-    if not math.isfinite(seconds) or seconds < 0:
-        raise argparse.ArgumentTypeError(f"seconds must be a finite number of at least 0, not {text!r}")
+    if math.isnan(seconds) or seconds < 0:
+        raise argparse.ArgumentTypeError(f"seconds must be a number of at least 0, not {text!r}")
+
+    latest = LAST_ISO_TIMESTAMP - time.time()
+    if seconds > latest:
+        raise argparse.ArgumentTypeError(
+            f"the retry time must be at most 9999-12-31T23:59:59Z, the last time that list shows in"
+            f" ISO 8601, so seconds must be at most {latest:.0f}, not {text!r}"
+        )
     return seconds
+
+
+def _parse_sender(text: str) -> str:
+    if text and not text.strip():
+        raise argparse.ArgumentTypeError(
+            f"a sender of only spaces is not an address: {text!r}; pass '' for the null sender"
+        )
+    _reject_control_characters(text)
+    return text
+
+
+def _parse_recipient(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            f"a recipient must not be empty or only spaces: {text!r}; give an address such as b@example.net"
+        )
+    _reject_control_characters(text)
+    return text
+
+
+def _reject_control_characters(address: str) -> None:
+    # NUL separates the recipients in the meta, and a line break in an
+    # address would start a new SMTP command when a relayer sends it.
+    if not _has_no_control_characters(address):
+        raise argparse.ArgumentTypeError(f"an address must not contain control characters: {address!r}")
+
+
+def _check_store_usage(args: argparse.Namespace) -> str | None:
+    count = args.files.count("-")
+    if count > 1:
+        return f"- (standard input) is given {count} times, but standard input can be read only once"
+    return None
 
 
 class _OneLineFormatter(logging.Formatter):
@@ -345,18 +453,19 @@ def _logging_to_stderr(verbose: bool) -> Iterator[None]:
 def _run(args: argparse.Namespace, engine: Engine | None) -> int:
     """Run the sub-command and turn every expected error into one line on stderr."""
     try:
-        return _run_on_engine(args, engine)
-    except (_UsageError, InvalidArgument) as error:
+        _check_usage(args)
+        status = _run_on_engine(args, engine)
+        # Flush here, so that a failed write is handled below and not at exit.
+        sys.stdout.flush()
+        return status
+    except (_EngineUrlError, _UsageError, _CommandError, StorageError) as error:
         _print_error(str(error))
-        return EXIT_USAGE
-    except (StorageError, _CommandError) as error:
-        _print_error(str(error))
-        return EXIT_FAILURE
+        return _error_status(error)
     except BrokenPipeError:
         # The reader of stdout went away, as with "| head". Point stdout at
         # /dev/null so that the flush at exit does not fail a second time.
         _silence_stdout()
-        return EXIT_FAILURE
+        return EXIT_BROKEN_PIPE
     except OSError as error:
         # Standard output could not be written, as on a full disk.
         _silence_stdout()
@@ -367,35 +476,81 @@ def _run(args: argparse.Namespace, engine: Engine | None) -> int:
         return EXIT_INTERRUPTED
 
 
+def _error_status(error: Exception) -> int:
+    if isinstance(error, _EngineUrlError):
+        return error.status
+    if isinstance(error, MessageTooLarge):
+        # An InvalidArgument, but about the message, not about the command line.
+        return EXIT_FAILURE
+    if isinstance(error, (_UsageError, InvalidArgument)):
+        return EXIT_USAGE
+    return EXIT_FAILURE
+
+
 def _silence_stdout() -> None:
+    try:
+        stdout = sys.stdout.fileno()
+    except (OSError, ValueError):
+        # An in-process caller replaced stdout with an object without a file descriptor.
+        return
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    os.dup2(devnull, stdout)
+    os.close(devnull)
+
+
+def _check_usage(args: argparse.Namespace) -> None:
+    """Raise the usage error of the sub-command's options, if any, before the engine is opened."""
+    usage_check: UsageCheck | None = getattr(args, "usage_check", None)
+    problem = None if usage_check is None else usage_check(args)
+    if problem is not None:
+        raise _UsageError(problem)
 
 
 def _run_on_engine(args: argparse.Namespace, engine: Engine | None) -> int:
     if engine is not None:
-        return _run_on_session(args, engine)
+        return _run_on_session(args, engine.connect())
 
-    opened = open_engine(_engine_url(args))
+    url = _engine_url(args)
+    with _naming_url_source(url):
+        opened = open_engine(url.text)
     try:
-        return _run_on_session(args, opened)
+        with _naming_url_source(url):
+            session = opened.connect()
+        return _run_on_session(args, session)
     finally:
         opened.close()
 
 
-def _run_on_session(args: argparse.Namespace, engine: Engine) -> int:
+def _run_on_session(args: argparse.Namespace, session: Session) -> int:
     handler: Handler = args.handler
-    with engine.connect() as session:
+    with session:
         return handler(session, args)
 
 
-def _engine_url(args: argparse.Namespace) -> str:
-    url = getattr(args, "engine_url", None) or os.environ.get(URL_VARIABLE)
-    if not url:
+def _engine_url(args: argparse.Namespace) -> _EngineUrl:
+    option = getattr(args, "engine_url", None)
+    if option:
+        return _EngineUrl(str(option), from_environment=False)
+
+    variable = os.environ.get(URL_VARIABLE)
+    if not variable:
         raise _UsageError(
             f"no engine given: pass --engine URL or set {URL_VARIABLE}, such as redis://localhost:6379/0"
         )
-    return str(url)
+    return _EngineUrl(variable, from_environment=True)
+
+
+@contextlib.contextmanager
+def _naming_url_source(url: _EngineUrl) -> Iterator[None]:
+    """Add to an error of opening the engine that its URL came from SLIMTA_STORAGE_URL, when it did."""
+    try:
+        yield
+    except StorageError as error:
+        if not url.from_environment:
+            raise
+        status = EXIT_USAGE if isinstance(error, InvalidArgument) else EXIT_FAILURE
+        message = f"{error} (the engine URL came from the environment variable {URL_VARIABLE})"
+        raise _EngineUrlError(message, status) from error
 
 
 def _print_error(message: str) -> None:
@@ -420,7 +575,9 @@ def _run_store(session: Session, args: argparse.Namespace) -> int:
 
         now = time.time()
         meta = _initial_meta(now, envelope)
-        retry = None if args.retry is None else now + args.retry
+        # The clock has moved on since --retry was checked at parse time, so
+        # cap the time at the last one that list shows rather than reject it.
+        retry = None if args.retry is None else min(now + args.retry, LAST_ISO_TIMESTAMP)
         message_id = _store_message(session, contents, meta, retry)
         _print_stored_id(session, message_id)
     return EXIT_OK
@@ -524,7 +681,11 @@ def _decode_utf8(text: str) -> str:
 def _is_usable_address(address: str) -> bool:
     # NUL separates the recipients in the meta, and no other control
     # character belongs in an envelope address either.
-    return bool(address) and not any(ord(character) < 0x20 or character == "\x7f" for character in address)
+    return bool(address) and _has_no_control_characters(address)
+
+
+def _has_no_control_characters(address: str) -> bool:
+    return not any(ord(character) < 0x20 or character == "\x7f" for character in address)
 
 
 def _initial_meta(now: float, envelope: _Envelope) -> dict[str, str]:
@@ -585,8 +746,8 @@ def _run_list(session: Session, args: argparse.Namespace) -> int:
     if skipped:
         sys.stdout.flush()
         _print_warning(
-            f"skipped {skipped} stored messages that could not be read, so the list is incomplete;"
-            f" run {PROG} check to find the cause"
+            f"skipped {_count(skipped, 'stored message')} that could not be read, so the list is"
+            f" incomplete; run {PROG} check to find the cause"
         )
         return EXIT_FAILURE
     return EXIT_OK
@@ -688,6 +849,9 @@ def _run_show(session: Session, args: argparse.Namespace) -> int:
         print(json.dumps({"id": args.message_id, "meta": meta}, indent=2, sort_keys=True))
         return EXIT_OK
 
+    if not meta:
+        # A 'key: value' line would be taken for a meta key, so say it on stderr.
+        _print_warning(f"message {args.message_id} has no meta")
     for key in sorted(meta):
         value_text = _format_meta_value(key, meta[key])
         print(f"{_escape_text(key)}: {value_text}" if value_text else f"{_escape_text(key)}:")
@@ -726,6 +890,14 @@ def _run_cat(session: Session, args: argparse.Namespace) -> int:
 
 
 def _run_delete(session: Session, args: argparse.Namespace) -> int:
-    for message_id in args.message_ids:
+    # Check every id first, so that a bad one deletes nothing.
+    message_ids = [validate.message_id(message_id) for message_id in args.message_ids]
+
+    for message_id in message_ids:
         session.delete_message(message_id)
     return EXIT_OK
+
+
+def _count(number: int, noun: str) -> str:
+    """Return ``number`` with ``noun``, adding an s unless the number is 1."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
