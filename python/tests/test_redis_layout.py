@@ -672,6 +672,42 @@ def test_get_message_malformed_names_key(raw: Callable[[int], redis.Redis], sess
     assert f"meta key in database {OFFSET + 1} is a string, not a hash" in message
 
 
+WRONG_TYPE_CALLS = {
+    "get_message_meta": lambda session, message_id: session.get_message_meta(message_id),
+    "get_message_contents": lambda session, message_id: session.get_message_contents(message_id),
+    "describe_message": lambda session, message_id: session.describe_message(message_id),
+    "checkout_message": lambda session, message_id: session.checkout_message(message_id, 60),
+    "set_message_meta_key": lambda session, message_id: session.set_message_meta_key(message_id, "a", "2"),
+}
+# Each call with a database it reads, relative to the offset: 1 for meta, 2 for contents.
+WRONG_TYPE_CASES = [
+    ("get_message_meta", 1),
+    ("set_message_meta_key", 1),
+    ("checkout_message", 1),
+    ("get_message_contents", 2),
+    ("describe_message", 2),
+    ("checkout_message", 2),
+]
+
+
+@pytest.mark.parametrize(("operation", "database"), WRONG_TYPE_CASES)
+def test_wrong_type_names_message(
+    raw: Callable[[int], redis.Redis], session: Session, operation: str, database: int
+) -> None:
+    message_id = session.store_message({"a": "1"}, b"body")
+    raw(OFFSET + database).delete(message_id)
+    raw(OFFSET + database).sadd(message_id, "a set, not a hash or string")
+
+    with pytest.raises(StorageUnavailable) as raised:
+        WRONG_TYPE_CALLS[operation](session, message_id)
+
+    message = str(raised.value)
+    assert raised.value.operation == operation
+    assert message_id in message
+    assert "WRONGTYPE" in message
+    assert "slimta-storage check" in message
+
+
 # A server restart between two calls of a session
 
 

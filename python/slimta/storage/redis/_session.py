@@ -266,7 +266,7 @@ class RedisSession(Session):
     def _write(self, operation: str, script: str, message_id: str, args: list[Any]) -> None:
         """Run a write script that returns 0 when the id is not stored."""
         keys = [MESSAGE_IDS, message_id]
-        if not self._link.script(operation, script, keys, [self._offset, *args]):
+        if not self._script(operation, script, message_id, keys, [self._offset, *args]):
             raise MessageNotFound(message_id)
 
     def _run(
@@ -285,7 +285,30 @@ class RedisSession(Session):
         the id. ``retry`` is for scripts that only read.
         """
         keys = [MESSAGE_IDS, RETRY_QUEUE, message_id] if queue else [MESSAGE_IDS, message_id]
-        reply = self._link.script(operation, script, keys, [self._offset, *args], retry=retry)
+        reply = self._script(operation, script, message_id, keys, [self._offset, *args], retry=retry)
         if reply[0] == 0:
             raise MessageNotFound(message_id)
         return list(reply[1:])
+
+    def _script(
+        self,
+        operation: str,
+        script: str,
+        message_id: str,
+        keys: list[Any],
+        args: list[Any],
+        *,
+        retry: bool = False,
+    ) -> Any:
+        """Run a script on one message, naming the message when one of its keys has the wrong type."""
+        try:
+            return self._link.script(operation, script, keys, args, retry=retry)
+        except StorageUnavailable as error:
+            if not str(error.__cause__).startswith("WRONGTYPE"):
+                raise
+            reason = (
+                f"a key of message {message_id!r}, or message_ids or retry_queue, has the wrong Redis type"
+                f" ({error.__cause__}). Another writer broke the layout; slimta-storage check lists such keys"
+            )
+            # From the error reply, so that is_connection_fault() still tells it from a lost connection.
+            raise self._link.failure(operation, reason) from error.__cause__
