@@ -354,6 +354,14 @@ def test_crashing_adapter_fails_case_and_goes_on(run: Any) -> None:
     assert result.line("sample-meta-text-bytes") == "PASS sample-meta-text-bytes"
     assert result.lines[-1] == "7 passed, 2 failed, 1 skipped"
     assert "restarting the adapter" in result.err
+    assert "slimta-storage conformance: warning: " in result.err
+    assert "WARNING" not in result.err
+
+
+def test_memory_url_engine_accepted(run: Any) -> None:
+    result = run("--engine", "memory://")
+
+    assert result.lines[-1] == "8 passed, 1 failed, 1 skipped"
 
 
 def test_hanging_adapter_times_out_and_goes_on(run: Any) -> None:

@@ -119,8 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="memory",
         metavar="ENGINE",
         help=(
-            "memory (the default); redis, a throwaway redis-server that the runner starts and stops;"
-            " or redis://HOST:PORT/OFFSET, four empty databases of a running server"
+            "memory or memory:// (the default); redis, a throwaway redis-server that the runner starts and"
+            " stops; or redis://HOST:PORT/OFFSET, four empty databases of a running server"
         ),
     )
     parser.add_argument(
@@ -181,7 +181,7 @@ def _logging_to_stderr(verbose: bool) -> Iterator[None]:
     if verbose:
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
     else:
-        handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s: %(message)s"))
+        handler.setFormatter(_LowerLevelFormatter(f"{PROG}: %(levelname)s: %(message)s"))
     logger = logging.getLogger("slimta")
     previous_level = logger.level
     logger.addHandler(handler)
@@ -277,6 +277,9 @@ def _warn_on_older_spec(binding_version: str, vectors_version: str) -> None:
 
 def _load_options(args: argparse.Namespace) -> _Options:
     # Check the engine option before anything starts; _open_engine uses it.
+    if args.engine == "memory://":
+        # The spelling that the main command line's --engine takes.
+        args.engine = "memory"
     if args.engine not in ("memory", "redis"):
         _parse_redis_url(args.engine)
     directory = find_vectors(args.vectors)
@@ -334,6 +337,16 @@ def _start_throwaway_server(stack: contextlib.ExitStack) -> RedisServer:
     stack.callback(server.stop)
     log.debug("started a throwaway redis-server on port %d", server.port)
     return server
+
+
+class _LowerLevelFormatter(logging.Formatter):
+    """Show the level in lower case, as in the runner's own ``warning:`` lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (the name logging defines)
+        """Return the formatted line with ``levelname`` in lower case."""
+        return super().formatMessage(
+            logging.makeLogRecord({**record.__dict__, "levelname": record.levelname.lower()})
+        )
 
 
 def _parse_redis_url(url: str) -> EngineChoice:
