@@ -96,3 +96,10 @@ def test_quick_bench_report_page(quick_run: tuple[subprocess.CompletedProcess[st
     assert "Round trips" in page
     assert ".. BEGIN lifecycle results" in page
     assert ".. BEGIN scale results" in page
+
+
+def test_quick_bench_marks_targets_indicative(
+    quick_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    completed, _ = quick_run
+    assert "(quick run: indicative only)" in completed.stdout

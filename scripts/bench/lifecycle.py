@@ -51,6 +51,8 @@ class Settings:
     probe_cycles: int
     anchor_venv: Path
     install: bool
+    probe_grace: float = 0.002
+    """Seconds the counting proxy waits for more commands of one burst; see bench.proxy.GRACE."""
 
 
 def machine(server_version: str, load_at_start: float) -> dict[str, Any]:
@@ -161,6 +163,7 @@ class _Run:
                     "size": size,
                     "port": self.server.port,
                     "cycles": self.settings.probe_cycles,
+                    "grace": self.settings.probe_grace,
                 }
                 reply = host.request(request, timeout=120)
                 found.setdefault(name, {})[str(size)] = reply
@@ -247,6 +250,7 @@ def run(settings: Settings) -> dict[str, Any]:
             "sizes": list(settings.sizes),
             "client_counts": list(settings.client_counts),
             "probe_cycles": settings.probe_cycles,
+            "probe_grace": settings.probe_grace,
         },
         "machine": machine(server_version, load_at_start),
         "server": {"save": persistence[0], "appendonly": persistence[1]},

@@ -134,7 +134,7 @@ def _probe_result(task: dict[str, Any]) -> dict[str, Any]:
     tracemalloc.stop()
     cycle.close()
 
-    proxy = CountingProxy(task["port"])
+    proxy = CountingProxy(task["port"], grace=task["grace"])
     try:
         cycle = factory(proxy.port, task["size"])
         _run_cycles(cycle, PROBE_WARMUP_CALLS)

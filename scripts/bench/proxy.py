@@ -52,8 +52,9 @@ class Counts:
 class CountingProxy:
     """Forward connections from a free port of 127.0.0.1 to one server, counting round trips."""
 
-    def __init__(self, server_port: int, server_host: str = "127.0.0.1") -> None:
+    def __init__(self, server_port: int, server_host: str = "127.0.0.1", *, grace: float = GRACE) -> None:
         self._server = (server_host, server_port)
+        self.grace = grace
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(POLL_INTERVAL)
         self.port: int = self._listener.getsockname()[1]
@@ -161,7 +162,7 @@ class _Connection:
         self._proxy._add(received=len(data))
         while self._burst_answered():
             # More commands of the same burst may still be on their way.
-            more, _, _ = select.select([self._client], [], [], GRACE)
+            more, _, _ = select.select([self._client], [], [], self._proxy.grace)
             if not more:
                 self._client.sendall(self._held)
                 self._held.clear()

@@ -127,6 +127,8 @@ def _targets_table(results: dict[str, Any]) -> list[str]:
         status = "not measured"
         if target.met is not None:
             status = "met" if target.met else "not met"
+        if target.met is not None and results.get("quick"):
+            status += " (quick run: indicative only)"
         rows.append([target.name, target.goal, target.measured, status])
     return simple_table(["Target", "Goal", "Measured", "Status"], rows)
 
