@@ -13,6 +13,7 @@ import email.parser
 import io
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -440,10 +441,12 @@ def test_store_missing_file(run: Runner, tmp_path: Path) -> None:
 
 
 def test_store_failure_leaves_nothing(kit: EngineKit, run: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
-    def fail(self: Session, message_id: str, contents: bytes) -> None:
+    def fail(self: Session, *args: object) -> None:
         raise StorageUnavailable("contents write failed", host="127.0.0.1", port=1, operation="test")
 
-    monkeypatch.setattr(Session, "set_message_contents", fail)
+    # store writes one message in one atomic step, so no other call may write.
+    for method in ("store_message", "claim_message_id", "set_message_meta", "set_message_contents"):
+        monkeypatch.setattr(Session, method, fail)
 
     result = run("store", str(corpus_files()[0]))
 
@@ -454,6 +457,44 @@ def test_store_failure_leaves_nothing(kit: EngineKit, run: Runner, monkeypatch: 
         assert session.get_all_messages() == []
     if kit.server is not None:
         assert key_counts(kit.server) == [0, 0, 0, 0]
+
+
+@pytest.mark.parametrize(
+    ("closed", "arguments", "needle"),
+    [
+        ("stdout", ["store", "MESSAGE"], "standard output is closed"),
+        ("stdin", ["store", "-"], "standard input is closed"),
+    ],
+)
+def test_store_with_closed_stream(
+    clean_redis: RedisServer, tmp_path: Path, closed: str, arguments: list[str], needle: str
+) -> None:
+    # A shell's >&- or <&- starts Python with sys.stdout or sys.stdin set to None.
+    message = write_message(tmp_path, PLAIN)
+    command = [sys.executable, "-m", "slimta.storage", "--engine", clean_redis.url(OFFSET), *arguments]
+    command = [message if argument == "MESSAGE" else argument for argument in command]
+    redirect = ">&-" if closed == "stdout" else "<&-"
+
+    completed = subprocess.run(
+        f"{shlex.join(command)} {redirect}", shell=True, capture_output=True, text=True, check=False
+    )
+
+    assert completed.returncode == 2
+    assert needle in completed.stderr
+    assert "Traceback" not in completed.stderr
+    assert clean_redis.client(OFFSET).scard("message_ids") == 0
+
+
+def test_delete_checks_ids_before_connecting(capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"redis://127.0.0.1:{unused_port()}/0"
+
+    status = cli.main(["--engine", url, "delete", str(uuid.uuid4()), "bad id"])
+
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "invalid message id 'bad id'" in err
+    assert "claim_message_id" not in err
+    assert "refused" not in err
 
 
 def test_store_header_parser_crash(run: Runner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -830,7 +871,7 @@ def test_invalid_id(run: Runner, command: str) -> None:
 
     assert result.status == 2
     assert result.err.count("\n") == 1
-    assert "invalid message_id" in result.err
+    assert "invalid message id 'not an id'" in result.err
 
 
 def test_unreachable_redis() -> None:
@@ -988,7 +1029,7 @@ def test_verbose_logs(kit: EngineKit, tmp_path: Path, capsys: pytest.CaptureFixt
 
     captured = capsys.readouterr()
     assert status == 0
-    assert f"claimed message id {captured.out.strip()}" in captured.err
+    assert f"stored message {captured.out.strip()}" in captured.err
 
 
 def test_memory_engine_url(capsys: pytest.CaptureFixture[str]) -> None:

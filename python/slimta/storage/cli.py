@@ -326,7 +326,7 @@ def _add_show(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("message_id", metavar="ID", help="the message id")
     parser.add_argument("--json", action="store_true", help="print a JSON object instead")
-    parser.set_defaults(handler=_run_show)
+    parser.set_defaults(handler=_run_show, usage_check=_check_ids_usage)
 
 
 def _add_cat(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -337,7 +337,7 @@ def _add_cat(commands: Any, common: argparse.ArgumentParser) -> None:
         description="Write the contents of a message to standard output, byte for byte, adding nothing.",
     )
     parser.add_argument("message_id", metavar="ID", help="the message id")
-    parser.set_defaults(handler=_run_cat)
+    parser.set_defaults(handler=_run_cat, usage_check=_check_ids_usage)
 
 
 def _add_delete(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -353,7 +353,7 @@ def _add_delete(commands: Any, common: argparse.ArgumentParser) -> None:
         ),
     )
     parser.add_argument("message_ids", nargs="+", metavar="ID", help="a message id")
-    parser.set_defaults(handler=_run_delete)
+    parser.set_defaults(handler=_run_delete, usage_check=_check_ids_usage)
 
 
 def _parse_retry(text: str) -> float:
@@ -402,6 +402,25 @@ def _check_store_usage(args: argparse.Namespace) -> str | None:
     count = args.files.count("-")
     if count > 1:
         return f"- (standard input) is given {count} times, but standard input can be read only once"
+    if count and sys.stdin is None:
+        return "- (standard input) is given, but standard input is closed; pass a file, or open it"
+    if sys.stdout is None:
+        # The ids of the new messages would be lost, and nobody could find the messages.
+        return "standard output is closed, so the ids of the stored messages could not be printed; open it"
+    return None
+
+
+def _check_ids_usage(args: argparse.Namespace) -> str | None:
+    """Check the ID arguments before the engine is opened, and for delete before any is deleted."""
+    message_ids = args.message_ids if "message_ids" in args else [args.message_id]
+    for message_id in message_ids:
+        try:
+            validate.message_id(message_id)
+        except InvalidArgument:
+            return (
+                f"invalid message id {message_id!r}: an id is 1 to {validate.MAX_ID_LENGTH} printable ASCII"
+                f" characters without spaces, as {PROG} store and list print them"
+            )
     return None
 
 
@@ -456,7 +475,8 @@ def _run(args: argparse.Namespace, engine: Engine | None) -> int:
         _check_usage(args)
         status = _run_on_engine(args, engine)
         # Flush here, so that a failed write is handled below and not at exit.
-        sys.stdout.flush()
+        if sys.stdout is not None:
+            sys.stdout.flush()
         return status
     except (_EngineUrlError, _UsageError, _CommandError, StorageError) as error:
         _print_error(str(error))
@@ -698,31 +718,12 @@ def _initial_meta(now: float, envelope: _Envelope) -> dict[str, str]:
 
 
 def _store_message(session: Session, contents: bytes, meta: Mapping[str, str], retry: float | None) -> str:
-    """Store one message: claim an id, then write its meta, contents and retry time.
+    """Store one message with its meta, contents and retry time in one atomic step, and return its id.
 
-    Returns the new id. When a step fails, the claimed id is deleted
-    again before the error is raised, so no half-stored message is left.
+    A crash or a fault leaves nothing half stored, unlike a claim followed
+    by separate writes.
     """
-    message_id = session.claim_message_id()
-    try:
-        session.set_message_meta(message_id, meta)
-        session.set_message_contents(message_id, contents)
-        if retry is not None:
-            session.set_message_retry(message_id, retry)
-    except BaseException:
-        _discard(session, message_id)
-        raise
-    return message_id
-
-
-def _discard(session: Session, message_id: str) -> None:
-    try:
-        session.delete_message(message_id)
-    except StorageError as error:
-        _print_warning(
-            f"could not delete the half-stored message {message_id}: {error};"
-            f" delete it with: {PROG} delete {message_id}"
-        )
+    return session.store_message(dict(meta), contents, retry)
 
 
 # list
@@ -890,10 +891,8 @@ def _run_cat(session: Session, args: argparse.Namespace) -> int:
 
 
 def _run_delete(session: Session, args: argparse.Namespace) -> int:
-    # Check every id first, so that a bad one deletes nothing.
-    message_ids = [validate.message_id(message_id) for message_id in args.message_ids]
-
-    for message_id in message_ids:
+    # _check_ids_usage checked every id before the engine was opened.
+    for message_id in args.message_ids:
         session.delete_message(message_id)
     return EXIT_OK
 
