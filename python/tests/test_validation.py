@@ -302,7 +302,7 @@ def test_memory_clock_not_callable(clock: Any) -> None:
     check_rejected(caught.value, "clock", clock)
 
 
-@pytest.mark.parametrize("now", [NAN, INF, -INF, None, "1700000000", True])
+@pytest.mark.parametrize("now", [NAN, INF, -INF, None, "1700000000", True, 1e308, 1.7e12, -1e11])
 def test_memory_clock_bad_value(now: Any) -> None:
     session = memory.new(lambda: now).connect()
     message_id = session.claim_message_id()

@@ -42,6 +42,9 @@ Clock = Callable[[], float]
 # ends early, unless the page size is larger: then as many as the page size.
 EXPIRED_PER_PAGE = 256
 
+# The largest clock value that a memory engine takes, in UNIX seconds.
+MAX_CLOCK_SECONDS = 1e11
+
 
 @dataclass
 class _Message:
@@ -89,6 +92,14 @@ class _Store:
                 "clock() value",
                 value,
                 "the clock of a memory engine must return a finite number of UNIX seconds, like time.time",
+            )
+        if abs(value) >= MAX_CLOCK_SECONDS:
+            # Past this, adding a lock length of a millisecond may not change the float.
+            raise InvalidArgument(
+                "clock() value",
+                value,
+                f"must be UNIX seconds, below {MAX_CLOCK_SECONDS:g} (the year 5138); a clock in milliseconds"
+                " or nanoseconds gives far larger numbers",
             )
         return float(value)
 
