@@ -551,13 +551,16 @@ def called_methods(step: Json) -> Iterator[tuple[str, Json]]:
 
 
 def case_since(spec: Spec, case: Json) -> str:
-    """Return the newest spec version among the case's rule and the methods and parameters it calls.
+    """Return the newest spec version among the case's rule and own since, and the methods it calls.
 
     A binding that implements an older spec cannot pass the case, so the
     runner skips it for such a binding. Unknown names count as the base
     version here and fail the reference checks later.
     """
     versions = [spec.rule_since.get(case.get("rule"), BASE_VERSION)]
+    if isinstance(case.get("since"), str):
+        # A scenario names its version when it checks a later change to an older rule.
+        versions.append(case["since"])
     steps = case.get("steps")
     for step in steps if isinstance(steps, list) else []:
         for name, args in called_methods(step):

@@ -147,6 +147,35 @@ def test_implied_capabilities_added() -> None:
     assert all(case["capabilities"] == ["engine:redis"] for case in configured)
 
 
+def cases_by_id() -> dict[str, dict[str, Any]]:
+    found = {}
+    for path in committed_files():
+        if path.name != "index.json":
+            found |= {case["id"]: case for case in json.loads(path.read_bytes())["cases"]}
+    return found
+
+
+def test_case_since_is_newest_version_used() -> None:
+    cases = cases_by_id()
+
+    # Rule and methods of 1.0, a method of 1.1, a method of 1.2.
+    assert cases["claim-registers-at-once"]["since"] == "1.0.0"
+    assert cases["contents-limit-store-rejected"]["since"] == "1.1.0"
+    assert cases["unknown-id-checkout-message"]["since"] == "1.2.0"
+    # A 1.0 method called with the owner parameter of 1.1.
+    assert cases["owner-unlock-right-owner"]["since"] == "1.1.0"
+    # A scenario's own since raises the version of its 1.1 rule.
+    assert cases["contents-limit-meta-value-set"]["since"] == "1.2.0"
+
+
+def test_invalid_cases_leave_out_newer_optional_params() -> None:
+    lock = cases_by_id()["invalid-lock-message-message-id-empty"]
+
+    call = next(step for step in lock["steps"] if step.get("call") == "lock_message")
+    assert "owner" not in call["args"]
+    assert lock["since"] == "1.0.0"
+
+
 def test_expansion_ids() -> None:
     index = json.loads((VECTORS / "index.json").read_bytes())
     groups = index["groups"]
