@@ -706,6 +706,7 @@ def test_wrong_type_names_message(
     assert message_id in message
     assert "WRONGTYPE" in message
     assert "slimta-storage check" in message
+    assert "script:" not in message
 
 
 # A server restart between two calls of a session

@@ -306,9 +306,11 @@ class RedisSession(Session):
         except StorageUnavailable as error:
             if not str(error.__cause__).startswith("WRONGTYPE"):
                 raise
+            # Redis appends the script's SHA1 and line, which mean nothing to the reader.
+            reply = str(error.__cause__).split(" script: ")[0]
             reason = (
                 f"a key of message {message_id!r}, or message_ids or retry_queue, has the wrong Redis type"
-                f" ({error.__cause__}). Another writer broke the layout; slimta-storage check lists such keys"
+                f" ({reply}). Another writer broke the layout; slimta-storage check lists such keys"
             )
             # From the error reply, so that is_connection_fault() still tells it from a lost connection.
             raise self._link.failure(operation, reason) from error.__cause__
