@@ -688,7 +688,7 @@ def test_vectors_default_to_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("engine", "message"),
     [
-        ("sqlite", "--engine must be memory, redis or redis://HOST:PORT/OFFSET"),
+        ("sqlite", "--engine must be memory, memory://, redis or redis://HOST:PORT/OFFSET"),
         ("redis://127.0.0.1/0", "needs a host, a port and an offset"),
         ("redis://127.0.0.1:6400", "needs a host, a port and an offset"),
         ("redis://user:secret@127.0.0.1:6400/0", "takes no user, password or options"),

@@ -353,7 +353,9 @@ def _parse_redis_url(url: str) -> EngineChoice:
     # Errors show the URL with its password hidden, because they end up in logs.
     redacted = redact_url(url)
     if not url.startswith("redis://"):
-        raise UsageError(f"--engine must be memory, redis or redis://HOST:PORT/OFFSET, not {redacted!r}")
+        raise UsageError(
+            f"--engine must be memory, memory://, redis or redis://HOST:PORT/OFFSET, not {redacted!r}"
+        )
     usage = "use redis://HOST:PORT/OFFSET, such as redis://127.0.0.1:6400/4"
     try:
         parts = urlsplit(url)
