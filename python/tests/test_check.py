@@ -45,7 +45,8 @@ def uid(name: str) -> str:
 # Ids of keys that no message owns, named like the ids claim_message_id creates.
 ORPHAN = uid("orphan")
 GONE_META, GONE_CONTENTS, GONE_LOCK, GONE_RETRY = (uid(f"gone-{kind}") for kind in ("m", "c", "l", "r"))
-# An unstored key named like an id but of a type the layout does not give its database.
+# An unstored key named like an id, of a type that the layout gives no id
+# key. A list is not another queue's key, so it counts as a wrong type.
 WRONG = uid("wrong")
 
 Raw = Callable[[int], redis.Redis]
@@ -336,6 +337,8 @@ OVERLAP_SIGNS = [
     (1, "retry_queue", "zset"),
     (3, "retry_queue", "zset"),
     (2, ORPHAN, "hash"),
+    (3, ORPHAN, "hash"),
+    (1, ORPHAN, "string"),
     (0, ORPHAN, "hash"),
     (0, ORPHAN, "string"),
 ]
@@ -386,18 +389,204 @@ def test_overlap_reported_without_repair(session: RedisSession, raw: Raw) -> Non
     assert report.found == 1
 
 
-def test_stored_hash_contents_not_overlap(session: RedisSession, raw: Raw) -> None:
-    # A hash in the contents database under a stored id is this queue's own key of the wrong type.
+@pytest.mark.parametrize(("database", "kind"), [(1, "string"), (2, "hash"), (3, "hash")])
+def test_stored_wrong_type_not_overlap(session: RedisSession, raw: Raw, database: int, kind: str) -> None:
+    # A key under a stored id is this queue's own key of the wrong type.
     stored = uid("stored")
     raw(0).sadd("message_ids", stored)
-    raw(1).hset(stored, "timestamp", "1")
-    raw(2).hset(stored, "a", "b")
+    raw(database).delete(stored)
+    write_key(raw(database), stored, kind)
+
+    report = check_queue(session, repair=True)
+
+    expected = {1: "hash", 2: "string", 3: "string"}[database]
+    assert report.overlap_keys == []
+    assert report.wrong_types == [LayoutKey(OFFSET + database, stored, kind, expected)]
+    assert report.repair_rejected is None
+
+
+def test_contents_with_expiry_is_overlap(session: RedisSession, raw: Raw) -> None:
+    # The layout never sets an expiry on contents, so this is the lock of a queue one below.
+    lock = uid("lock-of-queue-below")
+    raw(2).set(lock, "relayer-1", px=600_000)
+    raw(2).set(ORPHAN, b"body")
+    before = dump(raw)
+
+    report = check_queue(session, repair=True)
+
+    assert report.overlap_keys == [LayoutKey(CONTENTS, lock, "string", None)]
+    assert report.orphans == [Orphan("contents", ORPHAN, CONTENTS)]
+    assert report.repair_rejected is not None
+    assert dump(raw) == before
+
+
+def test_non_uuid_keys_not_overlap(session: RedisSession, raw: Raw) -> None:
+    # Another application's keys of any type stay foreign, even where a queue's would be a sign.
+    raw(1).set("cache:session:42", "x")
+    raw(2).set("cache:token:7", "x", px=600_000)
+    raw(3).hset("cache:user:3", "name", "x")
+    raw(1).hset(ORPHAN, "a", "b")
 
     report = check_queue(session, repair=True)
 
     assert report.overlap_keys == []
-    assert report.wrong_types == [LayoutKey(CONTENTS, stored, "hash", "string")]
+    assert report.foreign_keys == [
+        LayoutKey(META, "cache:session:42", "string", None),
+        LayoutKey(CONTENTS, "cache:token:7", "string", None),
+        LayoutKey(LOCKS, "cache:user:3", "hash", None),
+    ]
     assert report.repair_rejected is None
+    assert report.repaired == 1
+
+
+def test_uuid_keys_of_other_types_not_overlap(session: RedisSession, raw: Raw) -> None:
+    # No queue writes an id key of these types, so they are wrong types, not another queue's keys.
+    lists, sets, zsets = uid("list"), uid("set"), uid("zset")
+    raw(1).rpush(lists, "x")
+    raw(2).sadd(sets, "x")
+    raw(3).zadd(zsets, {"x": 1.0})
+
+    report = check_queue(session, repair=True)
+
+    assert report.overlap_keys == []
+    assert report.wrong_types == [
+        LayoutKey(META, lists, "list", "hash"),
+        LayoutKey(CONTENTS, sets, "set", "string"),
+        LayoutKey(LOCKS, zsets, "zset", "string"),
+    ]
+    assert report.repair_rejected is None
+
+
+# Another queue at OFFSET + distance, written with the engine. "empty" is a
+# message stored with an empty meta, so it has no meta hash, and "claimed"
+# an id claimed and never written. "full" has meta, contents and a retry
+# time. "+lock" adds a lock with an expiry.
+OTHER_STATES = ["empty", "empty+lock", "claimed", "claimed+lock", "full+lock"]
+ID, IDS, RETRY = "{id}", "message_ids", "retry_queue"
+# The keys of that queue that check must report as keys of an overlapping
+# queue: (database of this layout, key, type). An empty tuple means that
+# none of its keys are in these four databases.
+OVERLAP_BY_DISTANCE: dict[int, list[tuple[tuple[int, str, str], ...]]] = {
+    -3: [
+        (),
+        ((0, ID, "string"),),
+        (),
+        ((0, ID, "string"),),
+        ((0, ID, "string"),),
+    ],
+    -2: [
+        ((0, ID, "string"),),
+        ((0, ID, "string"), (1, ID, "string")),
+        (),
+        ((1, ID, "string"),),
+        ((0, ID, "string"), (1, ID, "string")),
+    ],
+    -1: [
+        ((1, ID, "string"),),
+        ((1, ID, "string"), (2, ID, "string")),
+        (),
+        ((2, ID, "string"),),
+        ((0, ID, "hash"), (1, ID, "string"), (2, ID, "string")),
+    ],
+    1: [
+        ((1, IDS, "set"),),
+        ((1, IDS, "set"),),
+        ((1, IDS, "set"),),
+        ((1, IDS, "set"),),
+        ((1, IDS, "set"), (1, RETRY, "zset"), (2, ID, "hash")),
+    ],
+    2: [
+        ((2, IDS, "set"),),
+        ((2, IDS, "set"),),
+        ((2, IDS, "set"),),
+        ((2, IDS, "set"),),
+        ((2, IDS, "set"), (2, RETRY, "zset"), (3, ID, "hash")),
+    ],
+    3: [
+        ((3, IDS, "set"),),
+        ((3, IDS, "set"),),
+        ((3, IDS, "set"),),
+        ((3, IDS, "set"),),
+        ((3, IDS, "set"), (3, RETRY, "zset")),
+    ],
+}
+OVERLAP_CASES = [
+    pytest.param(distance, state, expected, id=f"{distance:+d}-{state}")
+    for distance, rows in OVERLAP_BY_DISTANCE.items()
+    for state, expected in zip(OTHER_STATES, rows, strict=True)
+]
+
+
+def write_other_queue(server: RedisServer, offset: int, state: str) -> str:
+    """Write one message of ``state`` into a queue at ``offset`` with the engine, and return its id."""
+    engine = redis_engine.from_url(server.url(offset))
+    try:
+        with engine.connect() as other:
+            if state.startswith("empty"):
+                message_id = other.store_message({}, b"hello")
+            elif state.startswith("claimed"):
+                message_id = other.claim_message_id()
+            else:
+                meta = {"timestamp": repr(time.time())}
+                message_id = other.store_message(meta, b"hello", retry=time.time() + HOUR)
+            if state.endswith("+lock"):
+                assert other.lock_message(message_id, 600.0)
+    finally:
+        engine.close()
+    return message_id
+
+
+def dump_server(server: RedisServer) -> dict[int, dict[bytes, Any]]:
+    """Return every key of the databases that either queue uses, with its type and serialized value."""
+    found = {}
+    for number in range(OFFSET - 3, OFFSET + 7):
+        client = server.client(number)
+        try:
+            found[number] = {key: (client.type(key), client.dump(key)) for key in client.scan_iter()}
+        finally:
+            client.close()
+    return found
+
+
+@pytest.mark.parametrize(("distance", "state", "expected"), OVERLAP_CASES)
+def test_overlap_at_each_distance(
+    session: RedisSession,
+    clean_redis: RedisServer,
+    distance: int,
+    state: str,
+    expected: tuple[tuple[int, str, str], ...],
+) -> None:
+    message_id = write_other_queue(clean_redis, OFFSET + distance, state)
+    before = dump_server(clean_redis)
+
+    report = check_queue(session, repair=True, repair_unknown_age=True)
+
+    keys = [LayoutKey(OFFSET + n, key.format(id=message_id), kind, None) for n, key, kind in expected]
+    assert report.overlap_keys == sorted(keys, key=lambda item: (item.database, item.key))
+    if expected:
+        assert report.repair_rejected is not None
+        assert "another queue" in report.repair_rejected
+    else:
+        # Nothing of the other queue is in these databases, so nothing of it can be repaired away.
+        assert report.clean
+        assert report.repair_rejected is None
+    assert dump_server(clean_redis) == before
+
+
+def test_overlap_undetectable_states(session: RedisSession, raw: Raw) -> None:
+    # Keys of another queue that look like this queue's own orphans, as
+    # docs/operations.rst lists them. A queue one below locked a claimed id
+    # without an expiry:
+    below = uid("claimed-below")
+    raw(2).set(below, "locked")
+    # A queue one above has contents left but no message_ids:
+    above = uid("contents-above")
+    raw(3).set(above, b"hello")
+
+    report = check_queue(session)
+
+    assert report.overlap_keys == []
+    assert report.orphans == [Orphan("contents", below, CONTENTS), Orphan("lock", above, LOCKS)]
 
 
 def test_wrong_types(session: RedisSession, raw: Raw) -> None:
@@ -408,13 +597,13 @@ def test_wrong_types(session: RedisSession, raw: Raw) -> None:
     raw(2).delete("contents-hash")
     raw(2).hset("contents-hash", "a", "b")
     raw(3).rpush("lock-list", "locked")
-    orphan_string = uid("orphan-string")
-    raw(1).set(orphan_string, "x")
+    orphan_list = uid("orphan-list")
+    raw(1).rpush(orphan_list, "x")
 
     report = check_queue(session)
 
     assert report.wrong_types == [
-        LayoutKey(META, orphan_string, "string", "hash"),
+        LayoutKey(META, orphan_list, "list", "hash"),
         LayoutKey(META, "meta-string", "string", "hash"),
         LayoutKey(CONTENTS, "contents-hash", "hash", "string"),
         LayoutKey(LOCKS, "lock-list", "list", "string"),
@@ -512,7 +701,7 @@ def broken_queue(raw: Raw) -> dict[str, Any]:
     raw(3).set("stuck", "locked")
 
     raw(0).set("foreign", "x")
-    raw(1).set(WRONG, "x")
+    raw(1).rpush(WRONG, "x")
     raw(0).sadd("message_ids", "has space")
     return {"good": {n: _keys_of(raw, n, ["good-1", "good-2"]) for n in range(4)}}
 
@@ -550,7 +739,7 @@ def test_repair_fixes_safe_findings(session: RedisSession, raw: Raw) -> None:
     assert raw(0).sismember("message_ids", "unknown-age")
     assert raw(2).get("unknown-age") == b"body"
     assert raw(0).get("foreign") == b"x"
-    assert raw(1).get(WRONG) == b"x"
+    assert raw(1).lrange(WRONG, 0, -1) == [b"x"]
     assert raw(0).sismember("message_ids", "has space")
     for n in range(4):
         assert _keys_of(raw, n, ["good-1", "good-2"]) == before["good"][n]
@@ -1077,6 +1266,26 @@ def test_cli_overlap_rejects_repair(
     assert err.startswith("slimta-storage: error: repair rejected: ")
     assert "offsets at least 4 apart" in err
     assert dump(raw) == before
+
+
+def test_cli_overlap_below_empty_meta(
+    engine: RedisEngine, clean_redis: RedisServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The queue one below stores a message without meta and locks it: only strings land here.
+    message_id = write_other_queue(clean_redis, OFFSET - 1, "empty+lock")
+    before = dump_server(clean_redis)
+
+    status, out, err = run_cli(engine, capsys, "--repair")
+
+    assert status == 1
+    assert f"db {META}  {message_id}  (string)" in out
+    assert f"db {CONTENTS}  {message_id}  (string)" in out
+    assert "orphans" not in out
+    assert "wrong type" not in out
+    assert err.startswith("slimta-storage: error: repair rejected: ")
+    assert dump_server(clean_redis) == before
+    with clean_redis.client(OFFSET + 2) as locks:
+        assert 0 < locks.pttl(message_id) <= 600_000
 
 
 def test_cli_overlap_json(engine: RedisEngine, raw: Raw, capsys: pytest.CaptureFixture[str]) -> None:

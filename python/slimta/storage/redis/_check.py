@@ -46,6 +46,10 @@ _OPERATION = "check"
 _KEY_TYPES = {1: b"hash", 2: b"string", 3: b"string"}
 _KINDS = {database: kind for kind, database in ORPHAN_KINDS.items()}
 _DB0_TYPES = {MESSAGE_IDS: b"set", RETRY_QUEUE: b"zset"}
+# The types that the layout gives keys named after ids, in one database or
+# another. A key named like a UUID with any other type, such as a list, is
+# not another queue's key, so it is reported as a key of the wrong type.
+_ID_KEY_TYPES = frozenset(_KEY_TYPES.values())
 # An id as claim_message_id creates it: a UUID in hyphenated form. The
 # check takes only keys named like this for orphans of the queue, because
 # the databases may be shared with applications whose keys are named
@@ -212,7 +216,7 @@ class _Scanner:
             if stored == 1:
                 self._judge_stored_key(report, database, key, kind, pttl)
             else:
-                self._judge_unstored_key(report, database, key, kind, stored)
+                self._judge_unstored_key(report, database, key, kind, stored, pttl=pttl)
 
     def _judge_stored_key(
         self, report: CheckReport, database: int, key: bytes, kind: bytes, pttl: int
@@ -228,12 +232,12 @@ class _Scanner:
             report.locks_without_expiry.append(name)
 
     def _judge_unstored_key(
-        self, report: CheckReport, database: int, key: bytes, kind: bytes, stored: int
+        self, report: CheckReport, database: int, key: bytes, kind: bytes, stored: int, *, pttl: int
     ) -> None:
         """Judge a key whose name is not in ``message_ids``, or any key when membership is unknown (-1)."""
         found = LayoutKey(self._offset + database, _decode(key), _decode(kind), None)
         expected = _KEY_TYPES[database]
-        if _is_overlap_sign(database, key, kind, stored):
+        if _is_overlap_sign(database, key, kind, stored, pttl):
             report.overlap_keys.append(found)
         elif not self._is_orphan_name(found.key):
             report.foreign_keys.append(found)
@@ -322,18 +326,27 @@ class _Scanner:
                 return
 
 
-def _is_overlap_sign(database: int, key: bytes, kind: bytes, stored: int) -> bool:
+def _is_overlap_sign(database: int, key: bytes, kind: bytes, stored: int, pttl: int) -> bool:
     """Tell whether a key of database ``database`` (1 to 3) of the layout belongs to another queue.
 
     A queue whose offset is 1 to 3 above this one keeps its ``message_ids``
-    and ``retry_queue`` in one of these databases. The queue right above
-    keeps its meta hashes in this queue's contents database. Only hashes
-    named like UUIDs and not in ``message_ids`` count there, since other
-    hashes may be another application's data.
+    and ``retry_queue`` in one of these databases. Apart from those, only keys
+    named like UUIDs and not in ``message_ids`` count, since other keys may
+    be another application's data or this queue's own keys of the wrong
+    type. Such a key is a sign when its type is the one the layout gives
+    ids in another database. A string in the meta database is the contents
+    or lock of a queue 1 or 2 below. A hash in the contents or lock
+    database is the meta of a queue 1 or 2 above. A string with an expiry
+    in the contents database is the lock of the queue right below, because
+    the layout never sets an expiry on contents.
     """
     if _DB0_TYPES.get(key) == kind:
         return True
-    return database == 2 and kind == b"hash" and stored == 0 and _UUID.fullmatch(_decode(key)) is not None
+    if stored != 0 or kind not in _ID_KEY_TYPES or _UUID.fullmatch(_decode(key)) is None:
+        return False
+    if kind != _KEY_TYPES[database]:
+        return True
+    return database == 2 and pttl >= 0
 
 
 def _sort_findings(report: CheckReport) -> None:
