@@ -16,7 +16,9 @@ import pickle
 import secrets
 import shutil
 import socket
+import struct
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -35,10 +37,13 @@ from slimta.storage import (
     MessageNotFound,
     Session,
     StorageUnavailable,
+    cli,
+    conformance,
     open_engine,
 )
 from slimta.storage import redis as redis_engine
 from slimta.storage.conformance import EngineChoice, InProcessTarget, Runner, default_factory, load_vectors
+from slimta.storage.conformance._cli import UsageError, _parse_redis_url
 from slimta.storage.conformance._redis import RedisSide
 from slimta.storage.redis._scripts import SCRIPTS
 from slimta.storage.testing import RedisServer
@@ -390,6 +395,110 @@ def test_password_never_shown(
     assert [text for text in logged if SECRET_META in text or SECRET_CONTENTS.decode() in text] == []
 
 
+# Halves of a password with a character that ends the host part of a URL
+# unless it is percent-encoded, new per run like PASSWORD.
+CUT_HEAD = f"head-{secrets.token_hex(6)}"
+CUT_TAIL = f"tail-{secrets.token_hex(6)}"
+CUT_URLS = [
+    pytest.param(f"redis://{RELAY}:{CUT_HEAD}/{CUT_TAIL}@127.0.0.1:1/0", id="slash"),
+    pytest.param(f"redis://{RELAY}:{CUT_HEAD}?{CUT_TAIL}@127.0.0.1:1/0", id="question-mark"),
+    pytest.param(f"redis://{RELAY}:{CUT_HEAD}#{CUT_TAIL}@127.0.0.1:1/0", id="hash"),
+    pytest.param(f"redis://:{CUT_HEAD}#{CUT_TAIL}@127.0.0.1:1/0", id="hash-no-user"),
+    pytest.param(f"rediss://{RELAY}:{CUT_HEAD}?ssl_ca_certs={CUT_TAIL}@127.0.0.1:1/0", id="option-like"),
+]
+
+
+def shown_cut_password(texts: list[str]) -> list[str]:
+    return [text for text in texts if CUT_HEAD in text or CUT_TAIL in text]
+
+
+@pytest.fixture
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail any name lookup other than 127.0.0.1, so that a misread URL reaches no other host."""
+    lookup = socket.getaddrinfo
+
+    def guarded(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != "127.0.0.1":
+            raise AssertionError(f"the test looked up {host!r}")
+        return lookup(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", guarded)
+
+
+@pytest.mark.usefixtures("loopback_only")
+@pytest.mark.parametrize("url", CUT_URLS)
+@pytest.mark.parametrize("opener", [open_engine, redis_engine.from_url], ids=["open_engine", "from_url"])
+def test_cut_password_never_shown_api(url: str, opener: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    with pytest.raises(InvalidArgument) as caught:
+        opener(url)
+
+    texts = [*error_texts(caught.value), repr(caught.value.value), *record_texts(caplog.records)]
+    assert shown_cut_password(texts) == []
+    assert "127.0.0.1:1" in str(caught.value)
+
+
+@pytest.mark.usefixtures("loopback_only")
+@pytest.mark.parametrize("url", CUT_URLS)
+def test_cut_password_never_shown_cli(
+    url: str, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    status = cli.main(["--verbose", "--engine", url, "list"])
+
+    captured = capsys.readouterr()
+    assert status == 2
+    assert captured.err.startswith("slimta-storage: error: invalid url")
+    assert shown_cut_password([captured.out, captured.err, *record_texts(caplog.records)]) == []
+
+
+@pytest.mark.usefixtures("loopback_only")
+@pytest.mark.parametrize("url", CUT_URLS)
+def test_cut_password_never_shown_environment(
+    url: str,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("SLIMTA_STORAGE_URL", url)
+
+    status = cli.main(["--verbose", "list"])
+
+    captured = capsys.readouterr()
+    assert status == 2
+    assert "SLIMTA_STORAGE_URL" in captured.err
+    assert shown_cut_password([captured.out, captured.err, *record_texts(caplog.records)]) == []
+
+
+@pytest.mark.usefixtures("loopback_only")
+@pytest.mark.parametrize("url", CUT_URLS)
+def test_cut_password_never_shown_conformance(
+    url: str, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    status = conformance.main(["--verbose", "--engine", url])
+
+    captured = capsys.readouterr()
+    assert status == 2
+    assert "--engine" in captured.err
+    assert shown_cut_password([captured.out, captured.err, *record_texts(caplog.records)]) == []
+
+
+@pytest.mark.parametrize("url", CUT_URLS)
+def test_cut_password_not_in_runner_error_chain(url: str) -> None:
+    # The runner prints only the message, but a caller of its parser gets the whole chain.
+    try:
+        _parse_redis_url(url)
+    except UsageError as error:
+        assert shown_cut_password(error_texts(error)) == []
+    else:
+        pytest.fail(f"the runner took the URL {url!r}")
+
+
 # TLS
 
 
@@ -517,6 +626,68 @@ def test_tls_url_against_plain_server_hints(clean_redis: RedisServer) -> None:
 
     assert raised.value.operation == "connect"
     assert "accepts TLS connections, or use redis://" in str(raised.value)
+    assert ".." not in str(raised.value)
+
+
+def close_during_handshake(listener: socket.socket, reset: bool) -> None:
+    """Accept one connection, read the TLS ClientHello and close, with a reset when ``reset``."""
+    listener.settimeout(10)
+    try:
+        connection, _ = listener.accept()
+    except TimeoutError:
+        return
+    with connection:
+        connection.settimeout(10)
+        connection.recv(4096)
+        if reset:
+            # A linger time of 0 makes close() send RST instead of FIN.
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+@pytest.mark.parametrize("reset", [True, False], ids=["reset", "closed"])
+def test_tls_url_handshake_closed_hints(reset: bool) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        server = threading.Thread(target=close_during_handshake, args=(listener, reset))
+        server.start()
+        engine = open_engine(f"rediss://127.0.0.1:{port}/{OFFSET}?socket_timeout=5&socket_connect_timeout=5")
+        try:
+            with pytest.raises(StorageUnavailable) as raised:
+                engine.connect()
+        finally:
+            server.join(timeout=15)
+
+    assert "accepts TLS connections, or use redis://" in str(raised.value)
+    assert ".." not in str(raised.value)
+
+
+def test_tls_url_refused_no_hint() -> None:
+    engine = open_engine(f"rediss://127.0.0.1:{free_port()}/{OFFSET}?socket_connect_timeout=2")
+
+    with pytest.raises(StorageUnavailable) as raised:
+        engine.connect()
+
+    assert raised.value.operation == "connect"
+    assert "Connection refused" in str(raised.value)
+    assert "TLS" not in str(raised.value)
+    assert str(raised.value).endswith("Connection refused.")
+
+
+def test_tls_url_unknown_host_no_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    def unknown(*args: Any, **kwargs: Any) -> Any:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    # No name is looked up: the failure is made here.
+    monkeypatch.setattr(socket, "getaddrinfo", unknown)
+    engine = open_engine(f"rediss://queue.invalid:1/{OFFSET}?socket_connect_timeout=2")
+
+    with pytest.raises(StorageUnavailable) as raised:
+        engine.connect()
+
+    assert "Name or service not known" in str(raised.value)
+    assert "TLS" not in str(raised.value)
 
 
 def test_tls_untrusted_ca_unavailable(tls_server: TlsServer) -> None:

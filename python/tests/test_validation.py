@@ -16,6 +16,7 @@ from hypothesis.strategies import binary
 
 from slimta.storage import InvalidArgument, Session, StorageError, StorageUnavailable, memory, open_engine
 from slimta.storage import redis as redis_engine
+from slimta.storage._validate import redact_url
 from slimta.storage.testing import RedisServer
 
 NAN = float("nan")
@@ -412,7 +413,7 @@ def test_redis_url_default_offset() -> None:
     assert engine.offset == 0
 
 
-# open_engine checks what from_url would ignore
+# URL checks of open_engine and from_url
 
 BAD_ENGINE_URLS = [
     pytest.param("redis://127.0.0.1:1/0#x", "fragment", id="fragment"),
@@ -433,6 +434,15 @@ BAD_ENGINE_URLS = [
 def test_open_engine_rejects(url: str, needle: str) -> None:
     with pytest.raises(InvalidArgument) as caught:
         open_engine(url)
+
+    assert caught.value.param == "url"
+    assert needle in caught.value.rule
+
+
+@pytest.mark.parametrize(("url", "needle"), BAD_ENGINE_URLS)
+def test_redis_url_checks_like_open_engine(url: str, needle: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        redis_engine.from_url(url)
 
     assert caught.value.param == "url"
     assert needle in caught.value.rule
@@ -472,6 +482,84 @@ def test_open_engine_fragment_hides_password() -> None:
     assert "%23" in caught.value.rule
 
 
+TLS_FILE_OPTIONS = ["ssl_ca_certs", "ssl_certfile", "ssl_keyfile"]
+
+
+@pytest.mark.parametrize("name", TLS_FILE_OPTIONS)
+def test_redis_new_tls_file_needs_ssl(name: str, tmp_path: Any) -> None:
+    path = tmp_path / "file.pem"
+    path.write_text("not checked before connecting")
+    value = str(path)
+
+    with pytest.raises(InvalidArgument) as caught:
+        redis_engine.new("127.0.0.1", 1, **{name: value})
+
+    check_rejected(caught.value, name, value)
+    assert "ssl=True" in caught.value.rule
+
+
+@pytest.mark.parametrize("name", TLS_FILE_OPTIONS)
+def test_redis_new_tls_file_missing(name: str, tmp_path: Any) -> None:
+    missing = str(tmp_path / "missing.pem")
+
+    with pytest.raises(InvalidArgument) as caught:
+        redis_engine.new("127.0.0.1", 1, ssl=True, **{name: missing})
+
+    check_rejected(caught.value, name, missing)
+    assert f"{missing!r} was not found" in caught.value.rule
+
+
+@pytest.mark.parametrize("name", TLS_FILE_OPTIONS)
+@pytest.mark.parametrize("value", [b"/ca.pem", 5], ids=["bytes", "int"])
+def test_redis_new_tls_file_not_str(name: str, value: Any) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        redis_engine.new("127.0.0.1", 1, ssl=True, **{name: value})
+
+    check_rejected(caught.value, name, value)
+
+
+def test_redis_new_tls_path_object(tmp_path: Any) -> None:
+    path = tmp_path / "ca.pem"
+    path.write_text("not checked before connecting")
+
+    with pytest.raises(InvalidArgument) as caught:
+        redis_engine.new("127.0.0.1", 1, ssl=True, ssl_ca_certs=path)
+
+    check_rejected(caught.value, "ssl_ca_certs", path)
+    assert "str()" in caught.value.rule
+
+
+def test_redis_new_tls_files_present(tmp_path: Any) -> None:
+    files = {}
+    for name in TLS_FILE_OPTIONS:
+        path = tmp_path / f"{name}.pem"
+        path.write_text("not checked before connecting")
+        files[name] = str(path)
+
+    engine = redis_engine.new("127.0.0.1", 1, ssl=True, **files)
+
+    assert "rediss://127.0.0.1:1/0" in repr(engine)
+
+
+def test_redis_url_keyword_tls_file_needs_ssl(tmp_path: Any) -> None:
+    path = tmp_path / "ca.pem"
+    path.write_text("not checked before connecting")
+
+    with pytest.raises(InvalidArgument) as caught:
+        redis_engine.from_url("redis://127.0.0.1:1/0", ssl_ca_certs=str(path))
+
+    assert caught.value.param == "ssl_ca_certs"
+
+
+def test_redis_url_keyword_ssl_allows_files(tmp_path: Any) -> None:
+    path = tmp_path / "ca.pem"
+    path.write_text("not checked before connecting")
+
+    engine = redis_engine.from_url(f"redis://127.0.0.1:1/0?ssl_ca_certs={path}", ssl=True)
+
+    assert "rediss://127.0.0.1:1/0" in repr(engine)
+
+
 # Passwords stay out of reprs and errors
 
 PASSWORD = "secret"
@@ -495,6 +583,85 @@ def test_url_error_hides_password(url: str) -> None:
     assert PASSWORD not in repr(caught.value)
     assert PASSWORD not in repr(caught.value.value)
     assert caught.value.param == "url"
+
+
+# Halves of a password that contains a character which ends the host
+# part of a URL unless it is percent-encoded.
+CUT_HEAD = "sec7"
+CUT_TAIL = "ret9"
+
+URLS_WITH_CUT_PASSWORD = [
+    pytest.param(f"redis://relay:{CUT_HEAD}/{CUT_TAIL}@127.0.0.1:1/0", id="slash"),
+    pytest.param(f"redis://relay:{CUT_HEAD}?{CUT_TAIL}@127.0.0.1:1/0", id="question-mark"),
+    pytest.param(f"redis://relay:{CUT_HEAD}#{CUT_TAIL}@127.0.0.1:1/0", id="hash"),
+    pytest.param(f"redis://:{CUT_HEAD}#{CUT_TAIL}@127.0.0.1:1/0", id="hash-no-user"),
+    pytest.param(f"redis://:{CUT_HEAD}?{CUT_TAIL}@127.0.0.1:1/0", id="question-mark-no-user"),
+    pytest.param(f"rediss://relay:{CUT_HEAD}/x?y#{CUT_TAIL}@127.0.0.1:1/0?socket_timeout=1", id="all"),
+    pytest.param(f"redis://relay:{CUT_HEAD}?socket_timeout={CUT_TAIL}@127.0.0.1:1/0", id="option-like"),
+    pytest.param(f"rediss://relay:{CUT_HEAD}?ssl_ca_certs={CUT_TAIL}@127.0.0.1:1/0", id="tls-option-like"),
+]
+
+
+def chain_texts(error: BaseException) -> list[str]:
+    """Return the message and repr of an error and of every error it was raised from."""
+    texts = []
+    current: BaseException | None = error
+    while current is not None:
+        texts += [str(current), repr(current), repr(current.args)]
+        current = current.__cause__ or current.__context__
+    return texts
+
+
+@pytest.mark.parametrize("url", URLS_WITH_CUT_PASSWORD)
+@pytest.mark.parametrize("opener", [open_engine, redis_engine.from_url], ids=["open_engine", "from_url"])
+def test_url_error_hides_cut_password(url: str, opener: Any) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        opener(url)
+
+    texts = [*chain_texts(caught.value), repr(caught.value.value)]
+    assert [text for text in texts if CUT_HEAD in text] == []
+    assert [text for text in texts if CUT_TAIL in text] == []
+    assert caught.value.param == "url"
+    assert "127.0.0.1:1" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "encoded"),
+    [
+        pytest.param(f"redis://relay:{CUT_HEAD}/{CUT_TAIL}@127.0.0.1:1/0", "%2F", id="slash"),
+        pytest.param(f"redis://relay:{CUT_HEAD}?{CUT_TAIL}@127.0.0.1:1/0", "%3F", id="question-mark"),
+        pytest.param(f"redis://relay:{CUT_HEAD}#{CUT_TAIL}@127.0.0.1:1/0", "%23", id="hash"),
+    ],
+)
+def test_cut_password_error_names_encoding(url: str, encoded: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        redis_engine.from_url(url)
+
+    assert encoded in caught.value.rule
+
+
+REDACTED_URLS = [
+    pytest.param("redis://relay:pw@h:1/0", "redis://relay:***@h:1/0", id="password"),
+    pytest.param("redis://relay@h:1/0", "redis://relay@h:1/0", id="user-only"),
+    pytest.param("redis://h:1/0", "redis://h:1/0", id="no-userinfo"),
+    pytest.param("redis://relay:pw@h:1/0?password=x", "redis://relay:***@h:1/0?password=***", id="query"),
+    pytest.param("redis://relay:a@b@h:1/0", "redis://relay:***@h:1/0", id="at-sign"),
+    pytest.param("redis://relay:a/b@h:1/0", "redis://***@h:1/0", id="slash"),
+    pytest.param("redis://relay:a?b@h:1/0", "redis://***@h:1/0", id="question-mark"),
+    pytest.param("redis://relay:a#b@h:1/0", "redis://***@h:1/0", id="hash"),
+    pytest.param("redis://:a#b@h:1/0", "redis://***@h:1/0", id="hash-no-user"),
+    pytest.param("redis://relay:a/b@h:1/0?passwd=x", "redis://***@h:1/0?passwd=***", id="slash-and-query"),
+    pytest.param("redis://relay:a/b@c@h:1/0", "redis://***@h:1/0", id="slash-and-at-sign"),
+    pytest.param("redis:relay:a/b@h", "redis:***@h", id="no-slashes"),
+    pytest.param("redis://h:1/0?password=a#b", "redis://h:1/0?password=***#***", id="query-hash"),
+    # Hiding more than the password is the price of never showing it.
+    pytest.param("redis://h:1/0?client_name=a@b", "redis://***@b", id="at-sign-in-query"),
+]
+
+
+@pytest.mark.parametrize(("url", "expected"), REDACTED_URLS)
+def test_redact_url(url: str, expected: str) -> None:
+    assert redact_url(url) == expected
 
 
 def test_url_repr_hides_password() -> None:

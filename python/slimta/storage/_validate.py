@@ -39,6 +39,7 @@ __all__ = [
     "page_size",
     "redact_url",
     "timestamp",
+    "userinfo_cut",
 ]
 
 MAX_ID_LENGTH = 255
@@ -264,21 +265,58 @@ def redact_url(url: str) -> str:
     """Return ``url`` with its password hidden, for errors and logs.
 
     The password of the ``user:password@`` part, and the value of any
-    query parameter whose name contains "pass", become ``***``.
+    query parameter whose name contains "pass", become ``***``. When an
+    unencoded /, ? or # in the password ends the host part early, so that
+    an @ lies beyond it (see :func:`userinfo_cut`), everything from after
+    ``://`` up to the last @ becomes ``***``. That can hide more than the
+    password, such as a query value that contains an @.
     """
+    try:
+        cut = userinfo_cut(url)
+    except ValueError:
+        return _UNPARSEABLE
+    if not cut:
+        return _redact_parsed(url)
+
+    # Keep the scheme, with its "://" or, in a URL without one, its ":".
+    last_at = url.rindex("@")
+    slashes = url.find("://", 0, last_at)
+    start = slashes + 3 if slashes != -1 else url.find(":", 0, last_at) + 1
+    return _redact_parsed(url[:start] + "***" + url[last_at:])
+
+
+def userinfo_cut(url: str) -> bool:
+    """Tell whether an @ of ``url`` lies beyond the host part that urlsplit finds.
+
+    urlsplit ends the host part at the first /, ? or #, so such a
+    character in a password that is not percent-encoded leaves the rest
+    of the password, and the @ after it, in the path, query or fragment.
+    Raises ValueError for a URL that urlsplit cannot parse.
+    """
+    return url.count("@") > urlsplit(url).netloc.count("@")
+
+
+_UNPARSEABLE = "(a URL that cannot be parsed)"
+
+
+def _redact_parsed(url: str) -> str:
     try:
         parts = urlsplit(url)
         password = parts.password
     except ValueError:
-        return "(a URL that cannot be parsed)"
+        return _UNPARSEABLE
 
     netloc = parts.netloc
     if password is not None:
         netloc = netloc.replace(f":{password}@", ":***@", 1)
     query = "&".join(_redact_parameter(item) for item in parts.query.split("&")) if parts.query else ""
+    fragment = parts.fragment
+    if query != parts.query and fragment:
+        # An unencoded # in a hidden value leaves the rest of it in the fragment.
+        fragment = "***"
     if netloc == parts.netloc and query == parts.query:
         return url
-    return parts._replace(netloc=netloc, query=query).geturl()
+    return parts._replace(netloc=netloc, query=query, fragment=fragment).geturl()
 
 
 def _redact_parameter(item: str) -> str:

@@ -361,7 +361,11 @@ def _parse_redis_url(url: str) -> EngineChoice:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        raise UsageError(f"invalid --engine URL {redacted!r}: {usage}") from None
+        parts = None
+    if parts is None:
+        # Raised outside the except block: urlsplit's error, kept as the
+        # context, could hold a part of the password.
+        raise UsageError(f"invalid --engine URL {redacted!r}: {usage}")
     offset = parts.path.strip("/")
     if parts.username or parts.password or parts.query or parts.fragment:
         raise UsageError(f"--engine {redacted!r}: the runner takes no user, password or options; {usage}")

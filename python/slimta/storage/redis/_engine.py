@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import ssl
 import threading
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -13,8 +15,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .._errors import InvalidArgument, StorageUnavailable
-from .._validate import redact_url
-from ._link import Link, is_connection_fault
+from .._validate import redact_url, userinfo_cut
+from ._link import Link
 from ._scripts import SCRIPTS
 from ._session import RedisSession
 
@@ -113,7 +115,7 @@ class RedisEngine:
                 link = Link(probe_pool, self.host, self.port)
                 replies = link.pipeline("connect", commands)
             except StorageUnavailable as error:
-                if self._tls and is_connection_fault(error):
+                if self._tls and _is_handshake_fault(error):
                     raise self._with_tls_hint(error) from error
                 raise
             finally:
@@ -151,13 +153,10 @@ class RedisEngine:
             )
 
     def _with_tls_hint(self, error: StorageUnavailable) -> StorageUnavailable:
-        """Add to a failed first connection over TLS that the server may not speak TLS.
-
-        A plain server does not complete the TLS handshake, so the client
-        only sees a timeout or a reset, which hides the likely cause.
-        """
+        """Return ``error`` with a hint that the server may not accept TLS connections."""
+        reason = str(error).removesuffix(".")
         hint = (
-            f"{error}. The engine uses TLS (rediss://): check that the server at {self.host}:{self.port}"
+            f"{reason}. The engine uses TLS (rediss://): check that the server at {self.host}:{self.port}"
             " accepts TLS connections, or use redis:// for a server without TLS"
         )
         return StorageUnavailable(hint, host=self.host, port=self.port, operation="connect")
@@ -185,6 +184,27 @@ class RedisEngine:
         else:
             rule += f", so raise databases to at least {last + 1}"
         return InvalidArgument("offset", self.offset, rule)
+
+
+def _is_handshake_fault(error: StorageUnavailable) -> bool:
+    """Tell whether a connection failed in the TLS handshake by a timeout, a reset or a close.
+
+    A server without TLS does not complete the handshake, so the client
+    sees only such a fault, which hides the likely cause. A refused
+    connection or a failed name lookup happens before any handshake, and
+    a rejected certificate names its own cause, so neither gets the hint.
+    """
+    cause = error.__cause__
+    if not isinstance(cause, (redis_errors.ConnectionError, redis_errors.TimeoutError)):
+        return False
+    # redis-py raises its error from the OSError of the socket, or inside
+    # the handler of a timeout, which makes the timeout its __context__.
+    inner = cause.__cause__ or cause.__context__
+    if isinstance(inner, (ConnectionResetError, BrokenPipeError, ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+        return True
+    # CPython's ssl module (_ssl.c) names the handshake in its timeout,
+    # unlike the timeout of the TCP connect before it.
+    return isinstance(inner, TimeoutError) and "handshake" in str(inner)
 
 
 def _settings(reply: Any) -> dict[str, str]:
@@ -227,7 +247,9 @@ def new(
 
     ``offset`` is the first of the four databases the queue uses. The
     ``ssl*`` options turn on TLS and mean what they mean in redis-py.
-    Timeouts are in seconds and must be finite.
+    Timeouts are in seconds and must be finite. ``ssl_ca_certs``,
+    ``ssl_certfile`` and ``ssl_keyfile`` need ``ssl=True``, and each must
+    be the path of an existing file.
     """
     _check_text("host", host)
     _check_int("port", port, 1, 65535)
@@ -235,6 +257,10 @@ def new(
     _check_int("max_connections", max_connections, 1, None)
     _check_timeout("socket_timeout", socket_timeout)
     _check_timeout("socket_connect_timeout", socket_connect_timeout)
+    tls_files = {"ssl_ca_certs": ssl_ca_certs, "ssl_certfile": ssl_certfile, "ssl_keyfile": ssl_keyfile}
+    for name, path in tls_files.items():
+        if path is not None:
+            _check_tls_file(name, path, name, path, tls=ssl)
 
     options: dict[str, Any] = {
         "username": username,
@@ -264,6 +290,11 @@ _URL_OPTIONS = {
     "ssl_certfile": str,
     "ssl_keyfile": str,
 }
+# The options that name a file for TLS, which only rediss:// or ssl=True uses.
+TLS_FILE_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+_ENCODE_HINT = (
+    "; if the user name or password contains /, ?, # or @, percent-encode them as %2F, %3F, %23 and %40"
+)
 
 
 def from_url(url: str, **options: Any) -> RedisEngine:
@@ -271,29 +302,58 @@ def from_url(url: str, **options: Any) -> RedisEngine:
 
     ``rediss://`` turns on TLS. Query parameters set the options of
     :func:`new` that take numbers or paths, such as
-    ``?socket_timeout=2.5``; keyword arguments override the URL.
+    ``?socket_timeout=2.5``; keyword arguments override the URL. The URL
+    must not have a ``#fragment``. The TLS file options, in the URL or as
+    keywords, need ``rediss://`` or ``ssl=True`` and must name existing
+    files. Errors show the URL with its password hidden.
     """
     _check_text("url", url)
+    if "#" in url:
+        raise InvalidArgument(
+            "url",
+            redact_url(url),
+            "a # starts a URL fragment, which the engine would ignore: remove it, or write a # in a"
+            " password as %23",
+        )
+    # Errors are raised outside the except clauses that find them, so that
+    # their __context__ is not an error of urlsplit, which can show a password.
     try:
         parts = urlsplit(url)
-    except ValueError as error:
-        raise InvalidArgument("url", redact_url(url), f"cannot be parsed: {error}") from None
+    except ValueError:
+        parts = None
+    if parts is None:
+        rule = "cannot be parsed; check the brackets of an IPv6 host, and percent-encode the password"
+        raise _url_error(url, rule, cut=False)
+    cut = userinfo_cut(url)
     if parts.scheme not in ("redis", "rediss"):
-        raise InvalidArgument("url", redact_url(url), "must start with redis:// or rediss://")
+        raise _url_error(url, "must start with redis:// or rediss://", cut)
     if not parts.hostname:
-        raise InvalidArgument("url", redact_url(url), "must name a host, as in redis://127.0.0.1:6379/0")
+        raise _url_error(url, "must name a host, as in redis://127.0.0.1:6379/0", cut)
 
     settings: dict[str, Any] = {"ssl": parts.scheme == "rediss"}
     if parts.username:
         settings["username"] = unquote(parts.username)
     if parts.password:
         settings["password"] = unquote(parts.password)
-    settings.update(_query_options(url, parts.query))
+    query_options = _query_options(url, parts.query, cut)
+    settings.update(query_options)
     settings.update(options)
-    return new(parts.hostname, _url_port(url, parts), _url_offset(url, parts.path), **settings)
+    for name in TLS_FILE_OPTIONS:
+        if name in query_options:
+            # An @ beyond the host part may have put a password into the path.
+            path = query_options[name]
+            path_text = "in the URL" if cut else repr(path)
+            tls = bool(settings["ssl"])
+            _check_tls_file("url", redact_url(url), name, path, tls=tls, path_text=path_text)
+    return new(parts.hostname, _url_port(url, parts, cut), _url_offset(url, parts.path, cut), **settings)
 
 
-def _url_port(url: str, parts: Any) -> int:
+def _url_error(url: str, rule: str, cut: bool) -> InvalidArgument:
+    """Build the error for an invalid URL, asking to percent-encode when an @ lies beyond the host part."""
+    return InvalidArgument("url", redact_url(url), rule + _ENCODE_HINT if cut else rule)
+
+
+def _url_port(url: str, parts: Any, cut: bool) -> int:
     try:
         port = parts.port
     except ValueError:
@@ -302,35 +362,60 @@ def _url_port(url: str, parts: Any) -> int:
         return 6379
     if port == 0:
         # Port 0 must not fall back to the default port 6379.
-        raise InvalidArgument("url", redact_url(url), "the port must be a number from 1 to 65535")
+        raise _url_error(url, "the port must be a number from 1 to 65535", cut)
     return int(port)
 
 
-def _url_offset(url: str, path: str) -> int:
+def _url_offset(url: str, path: str, cut: bool) -> int:
     text = path.strip("/")
     if not text:
         return 0
     if not (text.isascii() and text.isdigit()):
-        raise InvalidArgument(
-            "url", redact_url(url), "the path must be the database offset, such as /0 or /4"
-        )
+        raise _url_error(url, "the path must be the database offset, such as /0 or /4", cut)
     return int(text)
 
 
-def _query_options(url: str, query: str) -> dict[str, Any]:
+def _query_options(url: str, query: str, cut: bool) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for name, values in parse_qs(query, keep_blank_values=True).items():
         convert = _URL_OPTIONS.get(name)
         if convert is None:
             known = ", ".join(sorted(_URL_OPTIONS))
-            raise InvalidArgument("url", redact_url(url), f"unknown option {name!r}; known options: {known}")
+            # With an @ beyond the host part, the name may be part of a password.
+            unknown = "the query has an unknown option" if cut else f"unknown option {name!r}"
+            raise _url_error(url, f"{unknown}; known options: {known}", cut)
         try:
-            options[name] = convert(values[-1])
+            value = convert(values[-1])
         except ValueError:
-            raise InvalidArgument(
-                "url", redact_url(url), f"option {name} must be a {convert.__name__}"
-            ) from None
+            value = None
+        if value is None:
+            raise _url_error(url, f"option {name} must be a {convert.__name__}", cut)
+        options[name] = value
     return options
+
+
+def _check_tls_file(param: str, value: Any, name: str, path: Any, *, tls: bool, path_text: str = "") -> None:
+    """Check one TLS file option, raising an error that names ``param`` and ``value``.
+
+    ``path_text`` names the file in the error, and defaults to the repr of ``path``.
+    """
+    if not tls:
+        raise InvalidArgument(
+            param,
+            value,
+            f"{name} is a TLS option, so it needs a rediss:// URL or ssl=True, which turn on TLS",
+        )
+    if not isinstance(path, str):
+        raise InvalidArgument(
+            param, value, f"{name} must be a str, the path of a PEM file; convert a Path with str()"
+        )
+    if not os.path.isfile(path):
+        raise InvalidArgument(
+            param,
+            value,
+            f"the {name} file {path_text or repr(path)} was not found or is not a file;"
+            " pass the path of a PEM file",
+        )
 
 
 def _check_text(param: str, value: Any) -> None:
