@@ -8,14 +8,16 @@ with raw redis-py commands.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
 from conftest import OFFSET
 
-from slimta.storage import MessageNotFound, Session
+from slimta.storage import MessageNotFound, Session, cli
 from slimta.storage import redis as redis_engine
 from slimta.storage.testing import RedisServer
 
@@ -201,5 +203,45 @@ def test_legacy_delete_all_empties(session: Session, clean_redis: RedisServer) -
     for message_id in (LOCKED, DEFERRED, CLAIMED):
         session.delete_message(message_id)
 
+    for db in range(DATABASES):
+        assert clean_redis.client(db).dbsize() == 0, f"db {db}"
+
+
+# The command line on the same queue
+
+
+@pytest.fixture
+def legacy_cli(clean_redis: RedisServer, legacy: None, capsysbinary: pytest.CaptureFixture[bytes]) -> Any:
+    """Return a function that runs slimta-storage on the old writer's queue and returns status and stdout."""
+
+    def run(*args: str) -> tuple[int, bytes]:
+        status = cli.main(["--engine", clean_redis.url(OFFSET), *args])
+        return status, capsysbinary.readouterr().out
+
+    return run
+
+
+def test_legacy_cli_list(legacy_cli: Any) -> None:
+    status, out = legacy_cli("list", "--json")
+
+    assert status == 0
+    states = {item["id"]: item["state"] for item in json.loads(out)}
+    assert states == {LOCKED: "active", DEFERRED: "deferred", CLAIMED: "incoming"}
+
+
+def test_legacy_cli_show_and_cat(legacy_cli: Any) -> None:
+    show_status, meta = legacy_cli("show", "--json", LOCKED)
+    cat_status, contents = legacy_cli("cat", LOCKED)
+
+    assert show_status == 0
+    assert json.loads(meta) == {"id": LOCKED, "meta": LOCKED_META}
+    assert cat_status == 0
+    assert contents == LOCKED_CONTENTS
+
+
+def test_legacy_cli_delete_all_empties(legacy_cli: Any, clean_redis: RedisServer) -> None:
+    status, _ = legacy_cli("delete", LOCKED, DEFERRED, CLAIMED)
+
+    assert status == 0
     for db in range(DATABASES):
         assert clean_redis.client(db).dbsize() == 0, f"db {db}"
