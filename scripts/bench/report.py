@@ -356,6 +356,33 @@ def _scale_time_table(engine: dict[str, Any], sizes: list[int]) -> list[str]:
     return simple_table(headers, rows)
 
 
+def _growth_text(engine: dict[str, Any], sizes: list[int]) -> str:
+    """Say how much the time per id of the listings rose from the smallest queue to the largest."""
+    small, large = min(sizes), max(sizes)
+    growth = {}
+    for form, by_size in _scale_rows(engine).items():
+        if small in by_size and large in by_size:
+            per_id = [by_size[size]["seconds"] / size for size in (small, large)]
+            growth[form] = per_id[1] / per_id[0]
+    if not growth or small == large:
+        return "One queue size only, so this run shows nothing about how the cost grows."
+
+    listings = [rise for form, rise in growth.items() if form in FORMS]
+    text = (
+        f"From {small:,} to {large:,} ids, {large / small:g} times as many, the time per id of the"
+        f" listings rose by a factor of {min(listings):.2f} to {max(listings):.2f}."
+    )
+    if "SMEMBERS" in growth:
+        text += (
+            f" That of ``SMEMBERS``, one command with no library code, rose by {growth['SMEMBERS']:.2f},"
+            " so part of the rise comes from the server and the machine, not from the paging."
+        )
+    return text + (
+        " A cost that grows with the square of the queue would raise the time per id as much as the"
+        " queue grew, so the cost grows close to linearly, somewhat faster at the largest size."
+    )
+
+
 def _scale_memory_table(engine: dict[str, Any], sizes: list[int]) -> list[str]:
     headers = ["Listing", *(f"{size:,} ids, MiB" for size in sizes)]
     rows = []
@@ -524,6 +551,7 @@ def scale_section(results: dict[str, Any]) -> str:
         "Time of each listing. A constant time per id means that the cost grows linearly with the queue:"
     )
     lines += [*_scale_time_table(results["redis"], sizes), ""]
+    lines += _paragraph(_growth_text(results["redis"], sizes))
     lines += _paragraph("Client memory above the process's RSS just before the listing, in MiB:")
     lines += [*_scale_memory_table(results["redis"], sizes), ""]
     lines += _paragraph(
@@ -533,6 +561,7 @@ def scale_section(results: dict[str, Any]) -> str:
 
     lines += _heading("Memory engine", "~")
     lines += [*_scale_time_table(results["memory"], sizes), ""]
+    lines += _paragraph(_growth_text(results["memory"], sizes))
     lines += _paragraph("Memory of each listing (``tracemalloc`` peak), in MiB:")
     lines += [*_scale_memory_table(results["memory"], sizes), ""]
 
