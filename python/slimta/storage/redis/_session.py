@@ -117,7 +117,8 @@ class RedisSession(Session):
 
     def _do_store_message(self, meta: dict[str, str], contents: bytes, retry: float | None) -> str:
         self._check_size(contents)
-        args = [self._offset, contents, b"" if retry is None else score(retry), *self._meta_pairs(meta)]
+        self._check_meta_sizes(meta)
+        args = [self._offset, contents, b"" if retry is None else score(retry), *meta_pairs(meta)]
         operation = "store_message"
         for _ in range(MAX_NEW_ID_ROUNDS):
             message_id = str(uuid.uuid4())
@@ -141,7 +142,7 @@ class RedisSession(Session):
     def _do_store_messages(self, messages: list[CheckedMessage]) -> list[str]:
         for index, new in enumerate(messages):
             self._check_size(new.contents, f"messages[{index}]['contents']")
-            self._meta_pairs(new.meta, f"messages[{index}]['meta']")
+            self._check_meta_sizes(new.meta, f"messages[{index}]['meta']")
         return _bulk.store_messages(self._link, self._offset, messages)
 
     def _is_stored(self, operation: str, message_id: str, fault: StorageUnavailable) -> bool:
@@ -168,15 +169,16 @@ class RedisSession(Session):
                 len(contents), self._max_contents, "the proto-max-bulk-len of the Redis server", param
             )
 
-    def _meta_pairs(self, meta: dict[str, str], param: str = "meta") -> list[bytes]:
-        """Return ``meta`` as HSET takes it, after checking each value against the server's limit."""
-        pairs = meta_pairs(meta)
-        for key, value in zip(pairs[::2], pairs[1::2], strict=True):
-            self._check_size(value, f"{param}[{decode(key)!r}]")
-        return pairs
+    def _check_meta_sizes(self, meta: dict[str, str], param: str = "meta") -> None:
+        """Raise MessageTooLarge when a meta value is over the server's limit once encoded."""
+        for key, value in meta.items():
+            # A character encodes to at most 4 bytes, so most values need no encoding here.
+            if len(value) * 4 > self._max_contents:
+                self._check_size(encode(value), f"{param}[{key!r}]")
 
     def _do_set_message_meta(self, message_id: str, meta: dict[str, str]) -> None:
-        self._write("set_message_meta", "set_meta", message_id, self._meta_pairs(meta))
+        self._check_meta_sizes(meta)
+        self._write("set_message_meta", "set_meta", message_id, meta_pairs(meta))
 
     def _do_set_message_meta_key(self, message_id: str, key: str, value: str | None) -> None:
         args = [encode(key)] if value is None else [encode(key), encode(value)]

@@ -16,7 +16,7 @@
 -- Every check comes before the first write, so a message_ids or
 -- retry_queue of the wrong type fails with an error reply and writes
 -- nothing. Redis rejects the whole script before it starts when the
--- server is over maxmemory, so a full server never holds half a message.
+-- server is over maxmemory, so a full server never stores half a message.
 local function check_type(key, name, expected)
   local found = redis.call('TYPE', key).ok
   if found ~= expected and found ~= 'none' then
@@ -30,11 +30,10 @@ local broken = check_type(KEYS[1], 'message_ids', 'set') or check_type(KEYS[2], 
 if broken then
   return broken
 end
-if redis.call('SISMEMBER', KEYS[1], KEYS[3]) == 1 then
+if redis.call('SADD', KEYS[1], KEYS[3]) == 0 then
   return 0
 end
 
-redis.call('SADD', KEYS[1], KEYS[3])
 if ARGV[3] ~= '' then
   redis.call('ZADD', KEYS[2], ARGV[3], KEYS[3])
 else
