@@ -12,6 +12,7 @@ import math
 import sys
 from typing import Any
 
+from ._count import count as _count
 from ._errors import InvalidArgument
 from ._escape import escape_text
 from ._validate import MAX_LOCK_LENGTH
@@ -372,11 +373,6 @@ def _repairable(report: CheckReport) -> tuple[int, int]:
     unknown_age = sum(1 for item in report.incomplete if item.age is None)
     known_age = len(report.incomplete) - unknown_age
     return known_age + len(report.orphans) + len(report.locks_without_expiry), unknown_age
-
-
-def _count(number: int, noun: str) -> str:
-    """Return ``number`` with ``noun``, adding an s unless the number is 1."""
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _shown(text: str) -> str:

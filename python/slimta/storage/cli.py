@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _check_command, conformance
 from . import _validate as validate
+from ._count import count as _count
 from ._errors import InvalidArgument, MessageNotFound, MessageTooLarge, StorageError, StorageUnavailable
 from ._escape import escape_text as _escape_text
 from ._url import Engine, open_engine
@@ -405,7 +406,7 @@ def _check_store_usage(args: argparse.Namespace) -> str | None:
     if count and sys.stdin is None:
         return "- (standard input) is given, but standard input is closed; pass a file, or open it"
     if sys.stdout is None:
-        # The ids of the new messages would be lost, and nobody could find the messages.
+        # The ids of the new messages would be lost, and without them the messages cannot be found.
         return "standard output is closed, so the ids of the stored messages could not be printed; open it"
     return None
 
@@ -851,7 +852,7 @@ def _run_show(session: Session, args: argparse.Namespace) -> int:
         return EXIT_OK
 
     if not meta:
-        # A 'key: value' line would be taken for a meta key, so say it on stderr.
+        # A 'key: value' line would be read as a meta key, so the warning goes to stderr.
         _print_warning(f"message {args.message_id} has no meta")
     for key in sorted(meta):
         value_text = _format_meta_value(key, meta[key])
@@ -895,8 +896,3 @@ def _run_delete(session: Session, args: argparse.Namespace) -> int:
     for message_id in args.message_ids:
         session.delete_message(message_id)
     return EXIT_OK
-
-
-def _count(number: int, noun: str) -> str:
-    """Return ``number`` with ``noun``, adding an s unless the number is 1."""
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

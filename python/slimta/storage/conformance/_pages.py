@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .._count import count as _count
 from ._display import render, to_report
 from ._engines import Outcome
 from ._expect import got_json, got_text
@@ -160,7 +161,3 @@ def _unique(items: Iterable[Any]) -> list[Any]:
     for item in items:
         found.setdefault(canonical(item), item)
     return list(found.values())
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

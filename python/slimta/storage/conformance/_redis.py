@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 
 import redis
 
+from .._count import count
 from ._display import bytes_mismatch, render, to_report
 from ._results import StepFailure
 from ._values import Variables, VectorValueError, decode_text_bytes, resolve, text_to_bytes
@@ -67,10 +68,9 @@ class RedisSide:
                     f" {self.host}:{self.port}: {error}"
                 ) from None
             if size:
-                noun = "key" if size == 1 else "keys"
                 raise RedisSideError(
                     f"database {self.offset + index} of the Redis server at {self.host}:{self.port} contains"
-                    f" {size} {noun}, but the runner needs databases {self.offset} to"
+                    f" {count(size, 'key')}, but the runner needs databases {self.offset} to"
                     f" {self.offset + DATABASES - 1} empty, because it empties them between cases."
                     " Choose another offset or empty them first"
                 )
