@@ -45,8 +45,8 @@ DEFAULT_TIMEOUT = 10.0
 # long; a longer line is taken for garbage.
 MAX_REPLY_BYTES = 256 * 1024 * 1024
 STDERR_LINES = 10
-# How many of those lines a failure shows, and how long each may be: a
-# stack trace often ends in lines that say less than the error above them.
+# How many of those lines a failure shows, and how long each may be. A
+# stack trace often ends in lines less useful than the error above them.
 STDERR_SHOWN_LINES = 6
 STDERR_LINE_CHARS = 200
 # A stderr line that names an error, shown even when more lines follow it.

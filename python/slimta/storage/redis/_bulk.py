@@ -140,7 +140,7 @@ def check_stored(link: Link, operation: str, message_ids: list[str]) -> list[boo
     NOTE: the result is final only when the lost request can no longer
     reach the server. A request held up in a proxy between the engine and
     Redis can still run after the check and store a message that the
-    caller was told is not stored.
+    call reported as not stored.
 
     :raises StorageUnavailable: every try failed; the error of the last one.
     """

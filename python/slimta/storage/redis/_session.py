@@ -314,5 +314,5 @@ class RedisSession(Session):
                 f"a key of message {message_id!r}, or message_ids or retry_queue, has the wrong Redis type"
                 f" ({reply}). Another writer broke the layout; slimta-storage check lists such keys"
             )
-            # From the error reply, so that is_connection_fault() still tells it from a lost connection.
+            # Raised from the error reply, so that is_connection_fault() still returns False for it.
             raise self._link.failure(operation, reason) from error.__cause__
